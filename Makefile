@@ -1,0 +1,39 @@
+# Two commands do everything (README.md): `make synth` and `make test`.
+# Both set up what they need first: .venv (CDK app, runtime, test tools), .venv-checkov, and
+# node_modules (the pinned CDK CLI and Node 22).
+SHELL := /bin/bash
+PY := .venv/bin/python
+# Node 22 from node_modules first: jsii and the CDK CLI run on it, not on the machine's Node.
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/.venv/bin:$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup synth test bench clean
+
+setup: .venv/.installed .venv-checkov/.installed node_modules/.installed
+
+.venv/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+.venv-checkov/.installed: requirements-checkov.txt
+	test -x .venv-checkov/bin/python || python3 -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# Every environment's stacks (config/*.yaml) into one cloud assembly: cdk.out/.
+synth: setup
+	npx cdk synth --quiet -c env=all
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/synth_and_tests.py
+
+clean:
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

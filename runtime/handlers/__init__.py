@@ -1,0 +1,1 @@
+"""Entry points that adapt a transport (API Gateway, SQS, HTTP) to the agent step."""

@@ -1,0 +1,1 @@
+"""LLM clients: one interface (:class:`runtime.llm.types.LLMClient`), two backends."""

@@ -1,0 +1,51 @@
+"""Runtime settings read from the environment, validated once at cold start.
+
+The CDK stack writes these variables (see ``stacks/serverless_agent_stack.py``); the container
+service of a later issue reads the same ones. A missing or malformed variable fails the cold
+start with one line per variable, not deep inside the first request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class SettingsError(Exception):
+    """The environment does not describe a runnable agent; the message lists every problem."""
+
+
+class RuntimeSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    session_table_name: str = Field(min_length=3, alias="SESSION_TABLE_NAME")
+    session_ttl_seconds: int = Field(ge=60, le=31_536_000, alias="SESSION_TTL_SECONDS")
+    llm_provider: Literal["bedrock", "openai-compatible"] = Field(alias="LLM_PROVIDER")
+    llm_model_id: str = Field(min_length=1, alias="LLM_MODEL_ID")
+    llm_base_url: str | None = Field(default=None, alias="LLM_BASE_URL")
+    llm_api_key_secret_arn: str | None = Field(default=None, alias="LLM_API_KEY_SECRET_ARN")
+    llm_request_timeout_seconds: float = Field(gt=0, le=900, alias="LLM_REQUEST_TIMEOUT_SECONDS")
+    llm_max_attempts: int = Field(ge=1, le=10, alias="LLM_MAX_ATTEMPTS")
+    agent_max_iterations: int = Field(ge=1, le=50, alias="AGENT_MAX_ITERATIONS")
+    agent_system_prompt: str = Field(default="", alias="AGENT_SYSTEM_PROMPT")
+    max_message_chars: int = Field(ge=1, le=1_000_000, alias="MAX_MESSAGE_CHARS")
+    max_body_bytes: int = Field(ge=64, le=10_485_760, alias="MAX_BODY_BYTES")
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> RuntimeSettings:
+        if self.llm_provider == "openai-compatible" and not self.llm_base_url:
+            raise ValueError("LLM_BASE_URL is required when LLM_PROVIDER is openai-compatible")
+        return self
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> RuntimeSettings:
+        try:
+            return cls.model_validate(dict(environ))
+        except ValidationError as exc:
+            lines = []
+            for err in exc.errors():
+                name = ".".join(str(part) for part in err["loc"]) or "environment"
+                lines.append(f"{name}: {err['msg']}")
+            raise SettingsError("invalid runtime environment: " + "; ".join(lines)) from None

@@ -1,0 +1,1 @@
+"""CDK stacks. Stacks compose constructs and grant; constructs (in ``constructs/``) build."""
