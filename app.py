@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""CDK entry point: ``npx cdk synth`` (dev) or ``npx cdk synth -c env=prod``.
+"""CDK entry point.
 
-``-c env=NAME`` picks ``config/NAME.yaml``; ``-c config=PATH`` picks any file (for trying a config
-before committing it). A bad config exits with status 2 and one line per problem, no traceback.
+``npx cdk synth`` synthesizes the default environment (cdk.json ``agent:defaultEnv``);
+``-c env=prod`` picks ``config/prod.yaml``; ``-c env=all`` every ``config/*.yaml`` at once (stack
+ids carry the config's name, so they never collide); ``-c config=PATH`` any one file, for trying
+a config before committing it. A bad config exits with status 2 and one line per problem.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 
 from aws_cdk import App
 
-from config.loader import ConfigError, load_config, load_config_file
+from config.loader import ConfigError, available_envs, load_config, load_config_file
+from config.model import DeploymentConfig
 from stacks.composition import build_app
 
 
@@ -23,18 +26,33 @@ def _default_env() -> str:
     return str(context["agent:defaultEnv"])
 
 
+def _configs(app: App) -> list[DeploymentConfig]:
+    config_file = app.node.try_get_context("config")
+    if config_file:
+        return [load_config_file(Path(config_file))]
+    env = str(app.node.try_get_context("env") or _default_env())
+    names = available_envs() if env == "all" else [env]
+    configs, problems = [], []
+    for name in names:
+        try:
+            configs.append(load_config(name))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return configs
+
+
 def main() -> int:
     app = App()
-    env = str(app.node.try_get_context("env") or _default_env())
-    config_file = app.node.try_get_context("config")
     try:
-        config = load_config_file(Path(config_file)) if config_file else load_config(env)
+        configs = _configs(app)
     except ConfigError as exc:
-        print(f"cdk synth: invalid deployment config ({len(exc.problems)} problem(s)):", file=sys.stderr)
+        print(f"invalid deployment config ({len(exc.problems)} problem(s)):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    build_app(app, config)
+    build_app(app, configs)
     app.synth()
     return 0
 

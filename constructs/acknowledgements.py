@@ -9,13 +9,19 @@ new exception to a security rule is always a reviewed change to that file.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from aws_cdk import Acknowledgment, CfnResource, Validations
 
 from constructs import IConstruct
 
 MIN_REASON_LENGTH = 25
+# Where CDK records acknowledgements on a construct (read by the audit below).
+_ACKNOWLEDGED_KEY = Validations.ACKNOWLEDGED_RULES_METADATA_KEY
 # Reasons a reviewer cannot check; say what makes the rule not apply instead.
 _VAGUE_REASONS = re.compile(r"^\s*(false positive|n/?a|not needed|ignore|todo|tbd)\W*$", re.I)
 
@@ -50,3 +56,64 @@ def skip_checkov(resource: IConstruct, check_id: str, reason: str) -> None:
     skips = list(existing.get("skip", []))
     skips.append({"id": check_id, "comment": comment})
     cfn.add_metadata("checkov", {"skip": skips})
+
+
+# --- Audit: what the app acknowledges, against the checked-in allow-list -------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Acknowledged:
+    """One exception to a rule: ``kind`` is ``nag`` or ``checkov``; ``path`` is below the stack."""
+
+    kind: str
+    path: str
+    rule: str
+    reason: str
+
+
+def collect_acknowledgements(root: IConstruct) -> set[Acknowledged]:
+    """Every cdk-nag acknowledgement and checkov skip under ``root``, whichever API made it."""
+    found: set[Acknowledged] = set()
+    for node in root.node.find_all():
+        path = _path_below_stack(node)
+        for entry in node.node.metadata:
+            if entry.type == _ACKNOWLEDGED_KEY:
+                for rule, reason in dict(entry.data).items():
+                    found.add(Acknowledged("nag", path, rule.removeprefix("Annotation::"), reason))
+        if isinstance(node, CfnResource):
+            checkov: Any = node.get_metadata("checkov") or {}
+            for skip in checkov.get("skip", []):
+                found.add(Acknowledged("checkov", path, skip["id"], skip.get("comment") or ""))
+    return found
+
+
+def load_allowlist(path: Path) -> set[Acknowledged]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return {
+        Acknowledged(kind, item["path"], item["rule"], item["reason"])
+        for kind in ("nag", "checkov")
+        for item in data.get(kind) or []
+    }
+
+
+def audit(root: IConstruct, allowlist: set[Acknowledged]) -> list[str]:
+    """Problems that make the acknowledgements unacceptable; an empty list means all is well."""
+    problems = []
+    found = collect_acknowledgements(root)
+    for ack in sorted(found):
+        try:
+            check_reason(ack.rule, ack.reason)
+        except AcknowledgementError as exc:
+            problems.append(f"{ack.kind} {ack.path}: {exc}")
+        if ack not in allowlist:
+            problems.append(
+                f"{ack.kind} {ack.path} {ack.rule}: not in the allow-list with this exact reason"
+            )
+    for ack in sorted(allowlist - found):
+        problems.append(f"{ack.kind} {ack.path} {ack.rule}: allow-listed but no longer made")
+    return problems
+
+
+def _path_below_stack(node: IConstruct) -> str:
+    # Stack ids carry the config's name; the allow-list holds for every config.
+    return node.node.path.partition("/")[2]

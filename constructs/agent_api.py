@@ -171,12 +171,6 @@ class AgentApi(Construct):
         )
         skip_checkov(
             self.api.deployment_stage,
-            "CKV2_AWS_29",
-            "WAFv2 is attached by the operations profile (issue #7); until then IAM "
-            "authorization and stage throttling bound abuse of this regional API",
-        )
-        skip_checkov(
-            self.api.deployment_stage,
             "CKV_AWS_120",
             "responses are per-session agent turns (POST) or live session state; a cache would "
             "serve stale conversations",

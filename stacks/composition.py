@@ -6,6 +6,8 @@ tested is exactly what the CLI synthesizes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import App, Environment, Stack, Tags, Validations
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
@@ -17,7 +19,8 @@ def stack_id(config: DeploymentConfig, pattern: str) -> str:
     return f"{config.name}-{pattern}"
 
 
-def build_app(app: App, config: DeploymentConfig) -> list[Stack]:
+def build_deployment(app: App, config: DeploymentConfig) -> list[Stack]:
+    """The stacks of one deployment, tagged with its config's tags."""
     # Environment-agnostic unless the config pins both: no account lookups at synth time.
     env = (
         Environment(account=config.account, region=config.region)
@@ -30,6 +33,15 @@ def build_app(app: App, config: DeploymentConfig) -> list[Stack]:
     for stack in stacks:
         for key, value in sorted(config.tags.items()):
             Tags.of(stack).add(key, value)
+    return stacks
+
+
+def build_app(app: App, configs: Sequence[DeploymentConfig]) -> list[Stack]:
+    """Every deployment in ``configs`` in one app, checked by the cdk-nag packs."""
+    names = [config.name for config in configs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"config names must be unique within one app; got {names}")
+    stacks = [stack for config in configs for stack in build_deployment(app, config)]
     # Both packs run as CDK validation plugins: an unacknowledged finding fails the synth.
     Validations.of(app).add_plugins(AwsSolutionsChecks(app), ServerlessChecks(app))
     return stacks

@@ -1,0 +1,72 @@
+"""One synthesis of the whole app per test session, shared by every infrastructure test.
+
+The app holds every ``config/*.yaml`` plus ``configs/variant.yaml`` (the options those leave off),
+built by the same ``build_app`` that ``cdk synth`` runs. Asset bundling is skipped (the templates
+do not depend on it: asset hashes come from the source) and CDK's built-in CloudFormation
+validation is off here; ``test_gates.py`` runs the one synthesis that needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VARIANT_CONFIG = Path(__file__).parent / "configs" / "variant.yaml"
+# jsii and CDK run on the pinned Node 22 when it is installed (make setup).
+os.environ["PATH"] = f"{REPO_ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    outdir: Path
+    app: Any
+    templates: dict[str, dict[str, Any]]
+    configs: dict[str, Any]
+
+    def template(self, config_name: str, pattern: str = "serverless") -> dict[str, Any]:
+        return self.templates[f"{config_name}-{pattern}"]
+
+
+def cdk_json_context() -> dict[str, Any]:
+    context: dict[str, Any] = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    return context
+
+
+def all_configs() -> list[Any]:
+    from config.loader import available_envs, load_config, load_config_file
+
+    return [load_config(env) for env in available_envs()] + [load_config_file(VARIANT_CONFIG)]
+
+
+def synthesize(outdir: Path, *, cfn_validation: bool) -> tuple[Any, Any]:
+    from aws_cdk import App
+
+    from stacks.composition import build_app
+
+    app = App(
+        outdir=str(outdir),
+        # The feature flags cdk.json gives the CLI; skip bundling: no pip at test time.
+        context={**cdk_json_context(), "aws:cdk:bundling-stacks": []},
+        builtin_cloud_formation_validation=cfn_validation,
+    )
+    build_app(app, all_configs())
+    return app, app.synth()
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app, assembly = synthesize(outdir, cfn_validation=False)
+    templates = {stack.stack_name: stack.template for stack in assembly.stacks}
+    return Synthesized(
+        outdir=outdir,
+        app=app,
+        templates=templates,
+        configs={config.name: config for config in all_configs()},
+    )
