@@ -1,0 +1,51 @@
+"""Snapshots of every synthesized template, asset hashes normalised.
+
+A change to any template shows up in review as a snapshot diff; update deliberately with
+``make test PYTEST_ARGS=--snapshot-update`` (or ``.venv/bin/pytest --snapshot-update``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from syrupy.assertion import SnapshotAssertion
+from syrupy.extensions.json import JSONSnapshotExtension
+
+from tests.infra.conftest import Synthesized, all_configs
+
+_ASSET_HASH = re.compile(r"\b[0-9a-f]{64}\b")
+# Lambda version logical ids end in a hash of the function's code and configuration.
+_VERSION_ID = re.compile(r"(CurrentVersion[0-9A-F]{8})[0-9a-f]{32}")
+
+
+def normalise(template: dict[str, Any]) -> Any:
+    text = json.dumps(template, sort_keys=True)
+    text = _ASSET_HASH.sub("<asset-hash>", text)
+    text = _VERSION_ID.sub(r"\1<code-hash>", text)
+    return json.loads(text)
+
+
+def test_normalise_hides_only_hashes() -> None:
+    template = {
+        "Resources": {
+            "FnCurrentVersionD103AE4Bd4e40e04b62f2c5dfe6641d81939a1dc": {"Type": "AWS::Lambda::Version"},
+            "Fn": {"Properties": {"S3Key": "88a44dd1bd0ec9c7009babdc52e7aad7c2650126597a6a9a37bb63870b891e48.zip", "MemorySize": 512}},
+        }
+    }  # fmt: skip
+    assert normalise(template) == {
+        "Resources": {
+            "FnCurrentVersionD103AE4B<code-hash>": {"Type": "AWS::Lambda::Version"},
+            "Fn": {"Properties": {"S3Key": "<asset-hash>.zip", "MemorySize": 512}},
+        }
+    }
+
+
+@pytest.mark.parametrize("config_name", [c.name for c in all_configs()])
+def test_template_snapshot(
+    synth: Synthesized, snapshot: SnapshotAssertion, config_name: str
+) -> None:
+    template = synth.template(config_name)
+    assert normalise(template) == snapshot(extension_class=JSONSnapshotExtension)
