@@ -70,8 +70,10 @@ def _describe(shown: str, err: Any) -> str:
     elif kind == "missing":
         message = "required setting is missing"
     got = ""
-    if kind not in ("missing", "model_type") and "input" in err and not isinstance(
-        err["input"], dict
+    if (
+        kind not in ("missing", "model_type")
+        and "input" in err
+        and not isinstance(err["input"], dict)
     ):
         got = f" (got {err['input']!r})"
     return f"{shown}: {field}: {message}{got}"

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from aws_cdk import Acknowledgment, CfnResource, Validations
 
 from constructs import IConstruct
@@ -43,14 +42,18 @@ def check_reason(rule_id: str, reason: str | None) -> str:
 
 def acknowledge_nag(scope: IConstruct, rule_id: str, reason: str) -> None:
     """Acknowledge a cdk-nag finding (``AwsSolutions-IAM5[Resource::*]`` style) on ``scope``."""
-    Validations.of(scope).acknowledge(Acknowledgment(id=rule_id, reason=check_reason(rule_id, reason)))
+    Validations.of(scope).acknowledge(
+        Acknowledgment(id=rule_id, reason=check_reason(rule_id, reason))
+    )
 
 
 def skip_checkov(resource: IConstruct, check_id: str, reason: str) -> None:
     """Skip one checkov check on one CloudFormation resource, with the reason as its comment."""
     cfn = resource if isinstance(resource, CfnResource) else resource.node.default_child
     if not isinstance(cfn, CfnResource):
-        raise AcknowledgementError(f"{check_id}: {resource.node.path} has no CloudFormation resource")
+        raise AcknowledgementError(
+            f"{check_id}: {resource.node.path} has no CloudFormation resource"
+        )
     comment = check_reason(check_id, reason)
     existing: Any = cfn.get_metadata("checkov") or {}
     skips = list(existing.get("skip", []))

@@ -1,4 +1,4 @@
-"""The REST API in front of the agent: sessions routes, validation, auth, throttling, logs, X-Ray."""
+"""The REST API in front of the agent: routes, validation, auth, throttling, logs, X-Ray."""
 
 from __future__ import annotations
 
@@ -143,9 +143,9 @@ class AgentApi(Construct):
                 f"{code}-{response_type.response_type}",
                 type=response_type,
                 templates={
-                    "application/json": '{"error": {"code": "%s", "message": '
+                    "application/json": f'{{"error": {{"code": "{code}", "message": '
                     "$context.error.messageString, "
-                    '"detail": "$context.error.validationErrorString"}}' % code
+                    '"detail": "$context.error.validationErrorString"}}'
                 },
             )
 

@@ -42,7 +42,8 @@ class LocalPipBundler:
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", LAMBDA_REQUIREMENTS),
             dirs_exist_ok=True,
         )
-        pip = subprocess.run(
+        # Fixed argv (no shell): the interpreter running CDK, pinned requirements from this repo.
+        pip = subprocess.run(  # noqa: S603
             [
                 sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                 "--target", str(out), "--platform", self._platform, "--implementation", "cp",

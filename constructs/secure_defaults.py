@@ -11,7 +11,7 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 
-# The newest Python runtime CDK offers: longest support window, and cdk-nag's AwsSolutions-L1 asks for it.
+# The newest Python runtime CDK offers: longest support window; cdk-nag's AwsSolutions-L1 asks.
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 # Graviton: about 20% cheaper per GB-second than x86 for the same (I/O-bound) agent workload.
 LAMBDA_ARCHITECTURE = lambda_.Architecture.ARM_64
@@ -38,7 +38,7 @@ TABLE_POINT_IN_TIME_RECOVERY = True
 SESSION_TTL_ATTRIBUTE = "expires_at"
 SESSION_PARTITION_KEY = "session_id"
 
-# REST API behind a regional endpoint: CloudFront in front is a hybrid-profile choice, not a default.
+# Regional REST API: CloudFront in front is the hybrid profile's choice, not a default.
 API_ENDPOINT_TYPE = apigw.EndpointType.REGIONAL
 # IAM (SigV4) authorization on every method unless config asks for API keys.
 API_DEFAULT_AUTHORIZATION = apigw.AuthorizationType.IAM

@@ -16,7 +16,7 @@ from constructs.secure_defaults import (
 
 
 class SessionTable(Construct):
-    """``self.table``: key ``session_id``; the ``expires_at`` attribute (epoch seconds) expires items.
+    """``self.table``: key ``session_id``; ``expires_at`` (epoch seconds) expires items.
 
     Deletion protection follows the removal policy: a table kept on stack deletion is also
     protected from a delete by hand.
@@ -32,7 +32,8 @@ class SessionTable(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         retain = removal_policy == RemovalPolicy.RETAIN
-        # Table, not TableV2: TableV2 cannot render a customer-managed key in a region-agnostic stack.
+        # Table, not TableV2: TableV2 cannot render a customer-managed key in a stack without
+        # a region.
         self.table = dynamodb.Table(
             self,
             "Table",

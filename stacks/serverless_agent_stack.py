@@ -1,4 +1,4 @@
-"""The serverless agent: API Gateway -> Lambda -> DynamoDB sessions, with the LLM key in Secrets Manager."""
+"""The serverless agent: API Gateway -> Lambda -> DynamoDB, the LLM key in Secrets Manager."""
 
 from __future__ import annotations
 
@@ -52,7 +52,10 @@ class ServerlessAgentStack(Stack):
         retention = _RETENTION[config.logs.retention_days]
 
         data_key = DataKey(
-            self, "DataKey", description=f"{config.name}: agent data at rest", removal_policy=removal
+            self,
+            "DataKey",
+            description=f"{config.name}: agent data at rest",
+            removal_policy=removal,
         ).key
         sessions = SessionTable(self, "Sessions", encryption_key=data_key, removal_policy=removal)
 

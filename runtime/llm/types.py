@@ -31,7 +31,7 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class Message:
-    """One conversation turn. ``tool`` messages carry ``tool_call_id``; assistant ones may carry calls."""
+    """One conversation turn; ``tool`` messages carry ``tool_call_id``, assistant ones calls."""
 
     role: Role
     content: str = ""
@@ -71,12 +71,14 @@ class Usage:
     output_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+        return Usage(
+            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+        )
 
 
 @dataclass(frozen=True)
 class LLMResponse:
-    """The assistant message, why the model stopped (``end_turn``, ``tool_use``, ``max_tokens``...)."""
+    """The assistant message and why the model stopped (``end_turn``, ``tool_use``, ...)."""
 
     message: Message
     stop_reason: str

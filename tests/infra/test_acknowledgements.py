@@ -7,8 +7,8 @@ from aws_cdk import Acknowledgment, App, CfnResource, Stack, Validations
 
 from constructs import Construct
 from constructs.acknowledgements import (
-    AcknowledgementError,
     Acknowledged,
+    AcknowledgementError,
     acknowledge_nag,
     audit,
     check_reason,

@@ -1,4 +1,4 @@
-"""Quality gates over the synthesized app: cdk-nag, CDK's CloudFormation validation, checkov, cfn-lint.
+"""Quality gates over the synthesized app: cdk-nag, CDK's template validation, checkov, cfn-lint.
 
 Each gate is checked in both directions: the real app passes, and every acknowledgement or skip
 is needed (remove it and exactly that finding comes back), so the exceptions cannot go stale.
@@ -62,9 +62,7 @@ def test_every_nag_acknowledgement_hides_a_real_finding(
     findings = _violations(outdir / "validation-report.json")
 
     acknowledged = {
-        (ack.rule, ack.path)
-        for ack in collect_acknowledgements(synth.app)
-        if ack.kind == "nag"
+        (ack.rule, ack.path) for ack in collect_acknowledgements(synth.app) if ack.kind == "nag"
     }
     assert acknowledged, "the app should acknowledge at least the X-Ray wildcard"
     # A finding sits on the L1 resource below the construct that acknowledges it.
@@ -103,9 +101,7 @@ def _template_files(outdir: Path) -> list[Path]:
     return files
 
 
-def test_checkov_passes_and_every_skip_is_needed(
-    synth: Synthesized, tmp_path: Path
-) -> None:
+def test_checkov_passes_and_every_skip_is_needed(synth: Synthesized, tmp_path: Path) -> None:
     real = _checkov(synth.outdir)
     assert real["summary"]["failed"] == 0, [
         (c["check_id"], c["resource"]) for c in real["results"]["failed_checks"]

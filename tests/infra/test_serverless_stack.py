@@ -192,10 +192,7 @@ def test_iam_actions_are_scoped(synth: Synthesized, name: str) -> None:
     else:
         assert bedrock == []
     dynamo_actions = {
-        a
-        for s in statements
-        for a in as_list(s["Action"])
-        if a.startswith("dynamodb:")
+        a for s in statements for a in as_list(s["Action"]) if a.startswith("dynamodb:")
     }
     assert "dynamodb:DeleteTable" not in dynamo_actions
     assert {"dynamodb:GetItem", "dynamodb:PutItem"} <= dynamo_actions

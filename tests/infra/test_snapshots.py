@@ -29,12 +29,14 @@ def normalise(template: dict[str, Any]) -> Any:
 
 
 def test_normalise_hides_only_hashes() -> None:
+    code_hash = "d4e40e04b62f2c5dfe6641d81939a1dc"
+    asset_hash = "88a44dd1bd0ec9c7009babdc52e7aad7c2650126597a6a9a37bb63870b891e48"
     template = {
         "Resources": {
-            "FnCurrentVersionD103AE4Bd4e40e04b62f2c5dfe6641d81939a1dc": {"Type": "AWS::Lambda::Version"},
-            "Fn": {"Properties": {"S3Key": "88a44dd1bd0ec9c7009babdc52e7aad7c2650126597a6a9a37bb63870b891e48.zip", "MemorySize": 512}},
+            f"FnCurrentVersionD103AE4B{code_hash}": {"Type": "AWS::Lambda::Version"},
+            "Fn": {"Properties": {"S3Key": f"{asset_hash}.zip", "MemorySize": 512}},
         }
-    }  # fmt: skip
+    }
     assert normalise(template) == {
         "Resources": {
             "FnCurrentVersionD103AE4B<code-hash>": {"Type": "AWS::Lambda::Version"},
