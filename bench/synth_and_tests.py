@@ -46,13 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     python = sys.executable
     outdir = tempfile.mkdtemp(prefix="bench-cdk-out-")
     synth_cli = ["npx", "cdk", "synth", "--quiet", "-c", "env=all", "-o", outdir]
+    pytest = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     measurements = [
         ("import aws_cdk (floor)", [python, "-c", "import aws_cdk"], _env(), args.runs),
         ("cdk synth, all envs", synth_cli, _env(), args.runs),
         ("cdk synth, all envs, CDK_VALIDATION=false", synth_cli, _env(CDK_VALIDATION="false"),
          args.runs),
-        ("test suite (make test's pytest)", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-         _env(), args.suite_runs),
+        ("test suite (make test's pytest)", pytest, _env(), args.suite_runs),
     ]  # fmt: skip
     # One unmeasured synth first: it bundles the Lambda asset, later runs reuse it by hash.
     timed(synth_cli, _env())

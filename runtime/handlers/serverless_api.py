@@ -123,6 +123,14 @@ def _build_dependencies(config: RuntimeSettings) -> Dependencies:
         # request. Timeouts are set per request by the client from its time budget.
         http_client = httpx.Client()
 
+    # One key cache per container: clients are built per model call (for the time budget), and
+    # a cache per client would fetch the secret on every call.
+    api_key = None
+    if config.llm_api_key_secret_arn is not None:
+        from runtime.llm.secrets import SecretCache
+
+        api_key = SecretCache(config.llm_api_key_secret_arn, client=secrets_client)
+
     def llm_factory(budget_seconds: float) -> LLMClient:
         # No shared Bedrock client on purpose: the factory only applies the budget to the
         # read timeout of a client it builds itself.
@@ -131,6 +139,7 @@ def _build_dependencies(config: RuntimeSettings) -> Dependencies:
             secrets_client=secrets_client,
             http_client=http_client,
             total_budget_seconds=budget_seconds,
+            api_key=api_key,
         )
 
     return Dependencies(

@@ -6,6 +6,7 @@ a Lambda cold start should not pay for the SDK of the provider it does not use.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from runtime.settings import RuntimeSettings
@@ -25,10 +26,13 @@ def build_llm_client(
     bedrock_client: BedrockRuntimeClient | None = None,
     http_client: httpx.Client | None = None,
     total_budget_seconds: float | None = None,
+    api_key: Callable[[], str] | None = None,
 ) -> LLMClient:
     """The client for ``settings.llm_provider``.
 
     The injected clients replace the ones the backends would create (tests, shared pools).
+    ``api_key`` replaces the :class:`SecretCache` built here from ``LLM_API_KEY_SECRET_ARN``: pass
+    one long-lived cache when building a client per call, so the key is fetched once per TTL.
     ``total_budget_seconds`` bounds a whole ``complete`` call, retries included, for the
     OpenAI-compatible client; for Bedrock, whose retries botocore runs, it caps the per-attempt
     read timeout of a client built here (an injected client keeps its own configuration).
@@ -53,11 +57,8 @@ def build_llm_client(
     if settings.llm_base_url is None:
         # RuntimeSettings already refuses this combination; kept for a precise type below.
         raise ValueError("LLM_BASE_URL is required when LLM_PROVIDER is openai-compatible")
-    api_key = (
-        SecretCache(settings.llm_api_key_secret_arn, client=secrets_client)
-        if settings.llm_api_key_secret_arn
-        else None
-    )
+    if api_key is None and settings.llm_api_key_secret_arn:
+        api_key = SecretCache(settings.llm_api_key_secret_arn, client=secrets_client)
     return OpenAICompatibleClient(
         base_url=settings.llm_base_url,
         model=settings.llm_model_id,

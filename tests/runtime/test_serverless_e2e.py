@@ -136,3 +136,24 @@ def test_slow_model_is_a_504_within_the_lambda_time_and_saves_nothing(
     assert response["statusCode"] == 504
     assert response_json(response)["error"]["code"] == "llm_timeout"
     assert response_json(invoke(get_session_event("e2e-3"))) == before
+
+
+def test_the_key_is_fetched_once_per_container_not_per_model_call(
+    server: FakeOpenAIServer,
+) -> None:
+    # Three model calls over two invocations. A changed secret is not seen inside the cache's TTL:
+    # every call still carries the first key, so the secret was read once, not once per call.
+    server.add(
+        ToolCallReply("calculator", {"expression": "1 + 1"}, call_id="call_k"),
+        TextReply("2."),
+        TextReply("still 2."),
+    )
+    assert invoke(post_message_event("e2e-4", {"message": "1 + 1?"}))["statusCode"] == 200
+    boto3.client("secretsmanager", region_name=REGION).put_secret_value(
+        SecretId="serverless-agent/llm-api-key", SecretString='{"api_key": "sk-rotated"}'
+    )
+
+    response = invoke(post_message_event("e2e-4", {"message": "and again?"}))
+
+    assert response["statusCode"] == 200, response["body"]
+    assert [r.authorization for r in server.requests] == [f"Bearer {API_KEY}"] * 3
