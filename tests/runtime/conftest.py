@@ -20,6 +20,7 @@ from moto import mock_aws
 
 from runtime.dynamodb_store import DynamoDBSessionStore
 from runtime.llm.types import LLMResponse, Message, ToolCall, ToolSpec, Usage
+from tests.fakes.clock import FakeClock
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -27,16 +28,6 @@ if TYPE_CHECKING:
 REGION = "us-east-1"
 TABLE_NAME = "agent-sessions-test"
 TTL_SECONDS = 3600
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fake credentials and a region, so nothing can reach (or bill) a real account."""
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
 @pytest.fixture
@@ -79,24 +70,6 @@ def dynamodb(mocked_aws: None) -> DynamoDBClient:
     client = boto_session().client("dynamodb")
     create_session_table(client)
     return client
-
-
-class FakeClock:
-    """Epoch seconds the test moves by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

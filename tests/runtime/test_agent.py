@@ -20,7 +20,8 @@ from runtime.llm.types import (
 )
 from runtime.session_store import SessionConflictError
 from runtime.tools import default_registry
-from tests.runtime.conftest import FakeClock, ScriptedLLM, text, tool_use
+from tests.fakes.clock import FakeClock
+from tests.runtime.conftest import ScriptedLLM, text, tool_use
 
 PRIOR = (
     Message(role="user", content="Hi, I am Ada."),

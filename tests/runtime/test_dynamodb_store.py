@@ -13,10 +13,10 @@ from runtime.dynamodb_store import MAX_ITEM_BYTES, DynamoDBSessionStore, Session
 from runtime.llm.types import Message, ToolCall
 from runtime.session_store import SessionConflictError
 from runtime.tools import default_registry
+from tests.fakes.clock import FakeClock
 from tests.runtime.conftest import (
     TABLE_NAME,
     TTL_SECONDS,
-    FakeClock,
     ScriptedLLM,
     barrier_then,
     text,

@@ -17,7 +17,7 @@ from runtime.tools import (
     calculate,
     default_registry,
 )
-from tests.runtime.conftest import FakeClock
+from tests.fakes.clock import FakeClock
 
 
 def call(name: str, **arguments: Any) -> ToolCall:
