@@ -64,6 +64,8 @@ class AgentFunction(Construct):
             description=f"{props.description} (execution role)",
         )
         self.log_group.grant_write(self.role)
+        # The role's inline policy, which every later grant extends; acknowledgements sit on it.
+        self.role_policy = self.role.node.find_child("DefaultPolicy")
 
         powertools = lambda_.LayerVersion.from_layer_version_arn(
             self,
@@ -103,7 +105,7 @@ class AgentFunction(Construct):
             provisioned_concurrent_executions=props.provisioned_concurrency,
         )
         acknowledge_nag(
-            self.role.node.find_child("DefaultPolicy"),
+            self.role_policy,
             "AwsSolutions-IAM5[Resource::*]",
             "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level permissions; "
             "CDK adds them for active tracing and AWS documents Resource * as the only option",

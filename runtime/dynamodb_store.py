@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from runtime.llm.types import Message
-from runtime.session_store import Clock, Session, SessionConflictError, new_expiry, wall_clock
+from runtime.session_store import (
+    Clock,
+    Session,
+    SessionConflictError,
+    SessionTooLargeError,
+    new_expiry,
+    wall_clock,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -36,19 +43,6 @@ MAX_ITEM_BYTES = 400 * 1024
 # A number attribute takes at most 21 bytes; counting the maximum keeps the estimate an upper bound.
 _NUMBER_BYTES = 21
 _NUMBER_ATTRIBUTES = ("version", "created_at", "updated_at", "expires_at")
-
-
-class SessionTooLargeError(Exception):
-    """The session would exceed DynamoDB's 400 KB item limit; it cannot take another turn."""
-
-    def __init__(self, session_id: str, size_bytes: int, limit_bytes: int = MAX_ITEM_BYTES) -> None:
-        super().__init__(
-            f"session {session_id!r} would be {size_bytes} bytes, over the {limit_bytes}-byte "
-            "item limit; start a new session"
-        )
-        self.session_id = session_id
-        self.size_bytes = size_bytes
-        self.limit_bytes = limit_bytes
 
 
 class DynamoDBSessionStore:

@@ -42,6 +42,19 @@ class SessionConflictError(Exception):
         self.expected_version = expected_version
 
 
+class SessionTooLargeError(Exception):
+    """The session would exceed the store's item size limit; it cannot take another turn."""
+
+    def __init__(self, session_id: str, size_bytes: int, limit_bytes: int) -> None:
+        super().__init__(
+            f"session {session_id!r} would be {size_bytes} bytes, over the {limit_bytes}-byte "
+            "item limit; start a new session"
+        )
+        self.session_id = session_id
+        self.size_bytes = size_bytes
+        self.limit_bytes = limit_bytes
+
+
 class SessionStore(Protocol):
     """Get and save sessions with optimistic locking and a TTL.
 

@@ -141,7 +141,7 @@ class ServerlessAgentStack(Stack):
             for resource in statement.resources:
                 if "bedrock:*:" in resource:
                     acknowledge_nag(
-                        agent.role.node.find_child("DefaultPolicy"),
+                        agent.role_policy,
                         "AwsSolutions-IAM5[Resource::"
                         + resource.replace(self.partition, "<AWS::Partition>")
                         + "]",
@@ -150,7 +150,7 @@ class ServerlessAgentStack(Stack):
                     )
         for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
             acknowledge_nag(
-                agent.role.node.find_child("DefaultPolicy"),
+                agent.role_policy,
                 f"AwsSolutions-IAM5[Action::{action}]",
                 "CDK's table grant needs the KMS data-key actions of the table's customer-managed "
                 "key; the statement names that one key, so the wildcard spans actions, not keys",

@@ -41,7 +41,7 @@ from runtime.llm.types import (
     Message,
     ToolSpec,
 )
-from runtime.session_store import SessionConflictError, SessionStore
+from runtime.session_store import SessionConflictError, SessionStore, SessionTooLargeError
 from runtime.settings import RuntimeSettings
 from runtime.tools import ToolRegistry, default_registry
 
@@ -391,14 +391,14 @@ def _handle_llm_error(error: LLMError) -> Response[str]:
     )
 
 
-def _handle_unexpected(error: Exception) -> Response[str]:
-    from runtime.dynamodb_store import SessionTooLargeError
+def _handle_session_too_large(error: SessionTooLargeError) -> Response[str]:
+    # 409, not 413: the request is fine, the stored session has no room for another turn.
+    metrics.add_metric(name="SessionTooLarge", unit=MetricUnit.Count, value=1)
+    logger.warning("session too large", extra={"reason": str(error)})
+    return _error_response(ApiError(409, "session_too_large", str(error)))
 
-    if isinstance(error, SessionTooLargeError):
-        # 409, not 413: the request is fine, the stored session has no room for another turn.
-        metrics.add_metric(name="SessionTooLarge", unit=MetricUnit.Count, value=1)
-        logger.warning("session too large", extra={"reason": str(error)})
-        return _error_response(ApiError(409, "session_too_large", str(error)))
+
+def _handle_unexpected(error: Exception) -> Response[str]:
     metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
     logger.exception("unhandled error")
     return _error_response(ApiError(500, "internal_error", "internal error"))
@@ -409,6 +409,7 @@ def _handle_unexpected(error: Exception) -> Response[str]:
 app.not_found(_handle_unknown_route)
 app.exception_handler(ApiError)(_handle_api_error)
 app.exception_handler(SessionConflictError)(_handle_conflict)
+app.exception_handler(SessionTooLargeError)(_handle_session_too_large)
 app.exception_handler(LLMTimeoutError)(_handle_llm_timeout)
 app.exception_handler(LLMRateLimitedError)(_handle_llm_rate_limited)
 app.exception_handler(LLMError)(_handle_llm_error)

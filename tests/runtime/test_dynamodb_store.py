@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 
 from runtime.agent import run_step
-from runtime.dynamodb_store import MAX_ITEM_BYTES, DynamoDBSessionStore, SessionTooLargeError
+from runtime.dynamodb_store import MAX_ITEM_BYTES, DynamoDBSessionStore
 from runtime.llm.types import Message, ToolCall
-from runtime.session_store import SessionConflictError
+from runtime.session_store import SessionConflictError, SessionTooLargeError
 from runtime.tools import default_registry
 from tests.fakes.clock import FakeClock
 from tests.runtime.conftest import (
