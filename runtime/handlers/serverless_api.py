@@ -14,36 +14,29 @@ Tests swap the dependencies with :func:`set_dependencies`.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runtime.agent import run_step
-from runtime.llm.types import (
-    LLMClient,
-    LLMError,
-    LLMRateLimitedError,
-    LLMResponse,
-    LLMTimeoutError,
-    Message,
-    ToolSpec,
-)
-from runtime.session_store import SessionConflictError, SessionStore, SessionTooLargeError
+from runtime.api_errors import ApiError, describe_validation_error
+from runtime.handlers.http import error_response, json_response, parse_json_object, raw_body
+from runtime.llm.types import LLMError, LLMRateLimitedError, LLMTimeoutError
+from runtime.session_store import SessionConflictError, SessionTooLargeError
 from runtime.settings import RuntimeSettings
-from runtime.tools import ToolRegistry, default_registry
+from runtime.wiring import (
+    DeadlineLLM,
+    Dependencies,
+    build_dependencies,
+)
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
@@ -55,24 +48,9 @@ metrics = Metrics()
 app = APIGatewayRestResolver()
 
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
-# Left for the work after the last model call (tools, the DynamoDB save, the response) so that a
-# slow model ends in our 504 rather than in Lambda killing the invocation mid-save.
-LLM_SAFETY_MARGIN_SECONDS = 3.0
 # Providers' rate windows are short; a fixed hint keeps clients from hammering without a number
 # the LLM client does not expose.
 RATE_LIMIT_RETRY_AFTER_SECONDS = 10
-
-LLMFactory = Callable[[float], LLMClient]
-"""Builds an LLM client whose calls give up after the given number of seconds."""
-
-
-@dataclass(frozen=True)
-class Dependencies:
-    settings: RuntimeSettings
-    store: SessionStore
-    llm_factory: LLMFactory
-    tools: ToolRegistry
-
 
 _dependencies: Dependencies | None = None
 
@@ -86,7 +64,7 @@ def settings() -> RuntimeSettings:
 def dependencies() -> Dependencies:
     global _dependencies
     if _dependencies is None:
-        _dependencies = _build_dependencies(settings())
+        _dependencies = build_dependencies(settings())
     return _dependencies
 
 
@@ -101,115 +79,12 @@ def set_dependencies(replacement: Dependencies | None) -> None:
         settings.cache_clear()
 
 
-def _build_dependencies(config: RuntimeSettings) -> Dependencies:
-    import boto3
-
-    from runtime.dynamodb_store import DynamoDBSessionStore
-    from runtime.llm.factory import build_llm_client
-
-    store = DynamoDBSessionStore(
-        config.session_table_name,
-        ttl_seconds=config.session_ttl_seconds,
-        client=boto3.client("dynamodb"),
-    )
-    secrets_client = (
-        boto3.client("secretsmanager") if config.llm_api_key_secret_arn is not None else None
-    )
-    http_client = None
-    if config.llm_provider == "openai-compatible":
-        import httpx
-
-        # One pool per container, reused by every invocation's client: no new TLS handshake per
-        # request. Timeouts are set per request by the client from its time budget.
-        http_client = httpx.Client()
-
-    # One key cache per container: clients are built per model call (for the time budget), and
-    # a cache per client would fetch the secret on every call.
-    api_key = None
-    if config.llm_api_key_secret_arn is not None:
-        from runtime.llm.secrets import SecretCache
-
-        api_key = SecretCache(config.llm_api_key_secret_arn, client=secrets_client)
-
-    def llm_factory(budget_seconds: float) -> LLMClient:
-        # No shared Bedrock client on purpose: the factory only applies the budget to the
-        # read timeout of a client it builds itself.
-        return build_llm_client(
-            config,
-            secrets_client=secrets_client,
-            http_client=http_client,
-            total_budget_seconds=budget_seconds,
-            api_key=api_key,
-        )
-
-    return Dependencies(
-        settings=config, store=store, llm_factory=llm_factory, tools=default_registry()
-    )
-
-
-class _DeadlineLLM:
-    """Gives every model call of a step only the time the invocation has left.
-
-    The factory's budget bounds one ``complete`` call; a step makes several, so each call gets a
-    client built with what remains right now, and none starts once the time is gone.
-    """
-
-    def __init__(self, factory: LLMFactory, remaining_seconds: Callable[[], float]) -> None:
-        self._factory = factory
-        self._remaining_seconds = remaining_seconds
-
-    def complete(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolSpec] = (),
-        system: str | None = None,
-    ) -> LLMResponse:
-        budget = self._remaining_seconds() - LLM_SAFETY_MARGIN_SECONDS
-        if budget <= 0:
-            raise LLMTimeoutError("the invocation's time budget for model calls is spent")
-        return self._factory(budget).complete(messages, tools=tools, system=system)
-
-
-class ApiError(Exception):
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
-
-
 class StepRequest(BaseModel):
     # strict: "3" or true is not a version, and a typo'd field name must not be silently ignored.
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     message: str = Field(min_length=1)
     expected_version: int | None = Field(default=None, ge=0)
-
-
-def _json_response(
-    status: int, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None
-) -> Response[str]:
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(payload, ensure_ascii=False),
-        headers={"Cache-Control": "no-store", **(headers or {})},
-    )
-
-
-def _error_response(error: ApiError) -> Response[str]:
-    return _json_response(
-        error.status, {"error": {"code": error.code, "message": error.message}}, error.headers
-    )
 
 
 def _check_session_id(session_id: str) -> None:
@@ -222,37 +97,12 @@ def _check_session_id(session_id: str) -> None:
         )
 
 
-def _raw_body(event: APIGatewayProxyEvent) -> bytes:
-    body = event.body
-    if body is None:
-        return b""
-    if event.is_base64_encoded:
-        try:
-            return base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError):
-            raise ApiError(400, "invalid_body", "the body is not valid base64") from None
-    return body.encode("utf-8")
-
-
 def _parse_step_request(event: APIGatewayProxyEvent, config: RuntimeSettings) -> StepRequest:
-    raw = _raw_body(event)
-    if len(raw) > config.max_body_bytes:
-        raise ApiError(
-            413,
-            "payload_too_large",
-            f"the body is {len(raw)} bytes; the limit is {config.max_body_bytes}",
-        )
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        # ValueError covers both malformed JSON and bytes that are not UTF-8.
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "validation_error", "body: must be a JSON object")
+    data = parse_json_object(raw_body(event), max_body_bytes=config.max_body_bytes)
     try:
         request = StepRequest.model_validate(data)
     except ValidationError as exc:
-        raise ApiError(400, "validation_error", _describe(exc)) from None
+        raise ApiError(400, "validation_error", describe_validation_error(exc)) from None
     if len(request.message) > config.max_message_chars:
         raise ApiError(
             400,
@@ -260,15 +110,6 @@ def _parse_step_request(event: APIGatewayProxyEvent, config: RuntimeSettings) ->
             f"message: must be at most {config.max_message_chars} characters",
         )
     return request
-
-
-def _describe(exc: ValidationError) -> str:
-    # Location and message only: pydantic's full text echoes the input values back.
-    parts = []
-    for error in exc.errors():
-        location = ".".join(str(part) for part in error["loc"]) or "body"
-        parts.append(f"{location}: {error['msg']}")
-    return "; ".join(parts)
 
 
 def _remaining_seconds() -> float:
@@ -283,7 +124,7 @@ def post_message(session_id: str) -> Response[str]:
     request = _parse_step_request(app.current_event, deps.settings)
     result = run_step(
         store=deps.store,
-        llm=_DeadlineLLM(deps.llm_factory, _remaining_seconds),
+        llm=DeadlineLLM(deps.llm_factory, _remaining_seconds),
         tools=deps.tools,
         session_id=session_id,
         user_input=request.message,
@@ -311,7 +152,7 @@ def post_message(session_id: str) -> Response[str]:
             "tools": [call.name for call in result.tool_calls],
         },
     )
-    return _json_response(
+    return json_response(
         200,
         {
             "session_id": result.session_id,
@@ -335,7 +176,7 @@ def get_session(session_id: str) -> Response[str]:
     metrics.add_metric(name="SessionReads", unit=MetricUnit.Count, value=1)
     if session is None:
         raise ApiError(404, "not_found", f"session {session_id!r} does not exist or has expired")
-    return _json_response(
+    return json_response(
         200,
         {
             "session_id": session.session_id,
@@ -350,7 +191,7 @@ def get_session(session_id: str) -> Response[str]:
 
 def _handle_api_error(error: ApiError) -> Response[str]:
     metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
-    return _error_response(error)
+    return error_response(error)
 
 
 def _handle_unknown_route(_: NotFoundError) -> Response[str]:
@@ -359,13 +200,13 @@ def _handle_unknown_route(_: NotFoundError) -> Response[str]:
 
 def _handle_conflict(error: SessionConflictError) -> Response[str]:
     metrics.add_metric(name="SessionConflicts", unit=MetricUnit.Count, value=1)
-    return _error_response(ApiError(409, "conflict", str(error)))
+    return error_response(ApiError(409, "conflict", str(error)))
 
 
 def _handle_llm_timeout(error: LLMTimeoutError) -> Response[str]:
     metrics.add_metric(name="LLMTimeouts", unit=MetricUnit.Count, value=1)
     logger.warning("model call timed out", extra={"reason": str(error)})
-    return _error_response(
+    return error_response(
         ApiError(504, "llm_timeout", "the model did not answer in time; the session is unchanged")
     )
 
@@ -373,7 +214,7 @@ def _handle_llm_timeout(error: LLMTimeoutError) -> Response[str]:
 def _handle_llm_rate_limited(error: LLMRateLimitedError) -> Response[str]:
     metrics.add_metric(name="LLMRateLimited", unit=MetricUnit.Count, value=1)
     logger.warning("model rate limited", extra={"reason": str(error)})
-    return _error_response(
+    return error_response(
         ApiError(
             503,
             "llm_rate_limited",
@@ -386,7 +227,7 @@ def _handle_llm_rate_limited(error: LLMRateLimitedError) -> Response[str]:
 def _handle_llm_error(error: LLMError) -> Response[str]:
     metrics.add_metric(name="LLMErrors", unit=MetricUnit.Count, value=1)
     logger.error("model call failed", extra={"reason": str(error)})
-    return _error_response(
+    return error_response(
         ApiError(502, "llm_error", "the model provider failed; the session is unchanged")
     )
 
@@ -395,13 +236,13 @@ def _handle_session_too_large(error: SessionTooLargeError) -> Response[str]:
     # 409, not 413: the request is fine, the stored session has no room for another turn.
     metrics.add_metric(name="SessionTooLarge", unit=MetricUnit.Count, value=1)
     logger.warning("session too large", extra={"reason": str(error)})
-    return _error_response(ApiError(409, "session_too_large", str(error)))
+    return error_response(ApiError(409, "session_too_large", str(error)))
 
 
 def _handle_unexpected(error: Exception) -> Response[str]:
     metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
     logger.exception("unhandled error")
-    return _error_response(ApiError(500, "internal_error", "internal error"))
+    return error_response(ApiError(500, "internal_error", "internal error"))
 
 
 # Registered by call: Powertools' decorators are untyped, which strict mypy rejects on a def.

@@ -123,7 +123,7 @@ def test_next_turn_sends_the_stored_tool_history(server: FakeOpenAIServer) -> No
 def test_slow_model_is_a_504_within_the_lambda_time_and_saves_nothing(
     server: FakeOpenAIServer,
 ) -> None:
-    from runtime.handlers.serverless_api import LLM_SAFETY_MARGIN_SECONDS
+    from runtime.wiring import LLM_SAFETY_MARGIN_SECONDS
 
     server.add(TextReply("first"), DelayedReply(5.0, TextReply("too late")))
     invoke(post_message_event("e2e-3", {"message": "one"}))

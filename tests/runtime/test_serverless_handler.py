@@ -24,6 +24,7 @@ from runtime.dynamodb_store import DynamoDBSessionStore
 from runtime.llm.types import LLMRateLimitedError, LLMTimeoutError, LLMUpstreamError
 from runtime.settings import RuntimeSettings
 from runtime.tools import default_registry
+from runtime.wiring import Dependencies
 from tests.runtime.conftest import (
     TABLE_NAME,
     TTL_SECONDS,
@@ -85,7 +86,7 @@ def api(handler_env: dict[str, str], dynamodb: DynamoDBClient) -> Iterator[Api]:
 
     def install(*, store: SessionStore = store) -> None:
         serverless_api.set_dependencies(
-            serverless_api.Dependencies(
+            Dependencies(
                 settings=RuntimeSettings.from_env(os.environ),
                 store=store,
                 llm_factory=factory,
@@ -172,7 +173,7 @@ def test_tool_calls_run_inside_the_invocation(api: Api) -> None:
 
 
 def test_llm_budget_is_the_remaining_time_minus_a_margin(api: Api) -> None:
-    from runtime.handlers.serverless_api import LLM_SAFETY_MARGIN_SECONDS
+    from runtime.wiring import LLM_SAFETY_MARGIN_SECONDS
 
     api.context.remaining_millis = 20_000
     api.llm.script += [text("ok")]

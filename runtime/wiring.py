@@ -1,0 +1,102 @@
+"""Building the agent's dependencies from the environment: session store, model, tools.
+
+Every adapter that runs agent steps (the API Gateway handler, the webhook task worker, the
+container service) builds them here, once per process, so they share one HTTP pool, one Secrets
+Manager key cache and one time-budget rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from runtime.llm.types import LLMClient, LLMResponse, LLMTimeoutError, Message, ToolSpec
+from runtime.session_store import SessionStore
+from runtime.settings import RuntimeSettings
+from runtime.tools import ToolRegistry, default_registry
+
+# Left for the work after the last model call (tools, the DynamoDB save, the response) so that a
+# slow model ends in a clean timeout error rather than in the platform killing the process
+# mid-save.
+LLM_SAFETY_MARGIN_SECONDS = 3.0
+
+LLMFactory = Callable[[float], LLMClient]
+"""Builds an LLM client whose calls give up after the given number of seconds."""
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    settings: RuntimeSettings
+    store: SessionStore
+    llm_factory: LLMFactory
+    tools: ToolRegistry
+
+
+def build_dependencies(config: RuntimeSettings) -> Dependencies:
+    import boto3
+
+    from runtime.dynamodb_store import DynamoDBSessionStore
+    from runtime.llm.factory import build_llm_client
+
+    store = DynamoDBSessionStore(
+        config.session_table_name,
+        ttl_seconds=config.session_ttl_seconds,
+        client=boto3.client("dynamodb"),
+    )
+    secrets_client = (
+        boto3.client("secretsmanager") if config.llm_api_key_secret_arn is not None else None
+    )
+    http_client = None
+    if config.llm_provider == "openai-compatible":
+        import httpx
+
+        # One pool per process, reused by every invocation's client: no new TLS handshake per
+        # request. Timeouts are set per request by the client from its time budget.
+        http_client = httpx.Client()
+
+    # One key cache per process: clients are built per model call (for the time budget), and
+    # a cache per client would fetch the secret on every call.
+    api_key = None
+    if config.llm_api_key_secret_arn is not None:
+        from runtime.llm.secrets import SecretCache
+
+        api_key = SecretCache(config.llm_api_key_secret_arn, client=secrets_client)
+
+    def llm_factory(budget_seconds: float) -> LLMClient:
+        # No shared Bedrock client on purpose: the factory only applies the budget to the
+        # read timeout of a client it builds itself.
+        return build_llm_client(
+            config,
+            secrets_client=secrets_client,
+            http_client=http_client,
+            total_budget_seconds=budget_seconds,
+            api_key=api_key,
+        )
+
+    return Dependencies(
+        settings=config, store=store, llm_factory=llm_factory, tools=default_registry()
+    )
+
+
+class DeadlineLLM:
+    """Gives every model call of a step only the time the invocation has left.
+
+    The factory's budget bounds one ``complete`` call; a step makes several, so each call gets a
+    client built with what remains right now, and none starts once the time is gone.
+    """
+
+    def __init__(self, factory: LLMFactory, remaining_seconds: Callable[[], float]) -> None:
+        self._factory = factory
+        self._remaining_seconds = remaining_seconds
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        system: str | None = None,
+    ) -> LLMResponse:
+        budget = self._remaining_seconds() - LLM_SAFETY_MARGIN_SECONDS
+        if budget <= 0:
+            raise LLMTimeoutError("the invocation's time budget for model calls is spent")
+        return self._factory(budget).complete(messages, tools=tools, system=system)
