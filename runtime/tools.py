@@ -11,6 +11,7 @@ import ast
 import json
 import math
 import operator
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -116,8 +117,9 @@ def validate(value: Any, schema: Mapping[str, Any], *, path: str) -> None:
     """Check ``value`` against the subset of JSON Schema that tool definitions use.
 
     Supported: ``type`` (one name or a list), ``enum``, ``properties``, ``required``,
-    ``additionalProperties: false``, ``minLength``/``maxLength``, ``minimum``/``maximum``,
-    ``items``, ``minItems``/``maxItems``. Unknown keywords are ignored, as JSON Schema does.
+    ``additionalProperties`` (``false`` or a schema), ``maxProperties``, ``pattern``,
+    ``minLength``/``maxLength``, ``minimum``/``maximum``, ``items``, ``minItems``/``maxItems``.
+    Unknown keywords are ignored, as JSON Schema does.
     """
     expected = schema.get("type")
     if expected is not None:
@@ -129,6 +131,9 @@ def validate(value: Any, schema: Mapping[str, Any], *, path: str) -> None:
         raise ArgumentsError(f"{path}: must be one of {options}")
     if isinstance(value, str):
         _check_bounds(path, len(value), schema, "minLength", "maxLength", "characters")
+        # JSON Schema patterns are unanchored searches; ours are written with ^...$.
+        if "pattern" in schema and re.search(schema["pattern"], value) is None:
+            raise ArgumentsError(f"{path}: must match {schema['pattern']}")
     if _is_type(value, "number"):
         if "minimum" in schema and value < schema["minimum"]:
             raise ArgumentsError(f"{path}: must be >= {schema['minimum']}")
@@ -146,12 +151,16 @@ def validate(value: Any, schema: Mapping[str, Any], *, path: str) -> None:
 
 def _validate_object(value: Mapping[str, Any], schema: Mapping[str, Any], path: str) -> None:
     properties: Mapping[str, Any] = schema.get("properties") or {}
+    if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+        raise ArgumentsError(f"{path}: must have at most {schema['maxProperties']} fields")
     for name in schema.get("required") or ():
         if name not in value:
             raise ArgumentsError(f"{path}.{name}: is required")
     for name, item in value.items():
         if name in properties:
             validate(item, properties[name], path=f"{path}.{name}")
+        elif isinstance(schema.get("additionalProperties"), Mapping):
+            validate(item, schema["additionalProperties"], path=f"{path}.{name}")
         elif schema.get("additionalProperties") is False:
             allowed = ", ".join(sorted(properties)) or "none"
             raise ArgumentsError(f"{path}.{name}: unexpected field (allowed: {allowed})")

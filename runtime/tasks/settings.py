@@ -27,14 +27,20 @@ class TaskSettings(BaseModel):
     # Task records (and their results) expire this long after the last change.
     task_ttl_seconds: int = Field(ge=300, le=31_536_000, alias="TASK_TTL_SECONDS")
     # The same Idempotency-Key returns the same task for this long.
-    idempotency_window_seconds: int = Field(ge=60, le=31_536_000, alias="IDEMPOTENCY_WINDOW_SECONDS")
+    idempotency_window_seconds: int = Field(
+        ge=60, le=31_536_000, alias="IDEMPOTENCY_WINDOW_SECONDS"
+    )
     # The task queue's redrive maxReceiveCount: the worker's last try marks the task failed.
     max_receive_count: int = Field(ge=1, le=1000, alias="TASK_MAX_RECEIVE_COUNT")
     # A worker's claim on a task; the task worker's timeout, so a crashed run can be taken over.
     task_lease_seconds: int = Field(ge=1, le=43_200, alias="TASK_LEASE_SECONDS")
     # Back-off before a failed try is retried (visibility change; doubled per receive, capped).
-    task_retry_base_seconds: int = Field(default=10, ge=0, le=43_200, alias="TASK_RETRY_BASE_SECONDS")
-    task_retry_max_seconds: int = Field(default=900, ge=0, le=43_200, alias="TASK_RETRY_MAX_SECONDS")
+    task_retry_base_seconds: int = Field(
+        default=10, ge=0, le=43_200, alias="TASK_RETRY_BASE_SECONDS"
+    )
+    task_retry_max_seconds: int = Field(
+        default=900, ge=0, le=43_200, alias="TASK_RETRY_MAX_SECONDS"
+    )
     max_body_bytes: int = Field(ge=64, le=10_485_760, alias="MAX_BODY_BYTES")
     max_message_chars: int = Field(ge=1, le=1_000_000, alias="MAX_MESSAGE_CHARS")
 
@@ -72,6 +78,11 @@ class TaskSettings(BaseModel):
         if self.inbound_signature_style != "none" and not self.inbound_signature_secret_arn:
             raise ValueError(
                 "INBOUND_SIGNATURE_SECRET_ARN is required when INBOUND_SIGNATURE_STYLE is set"
+            )
+        if self.task_ttl_seconds < self.idempotency_window_seconds:
+            raise ValueError(
+                "TASK_TTL_SECONDS must be at least IDEMPOTENCY_WINDOW_SECONDS, so a replayed "
+                "Idempotency-Key always finds its task"
             )
         if self.callback_max_delay_seconds < self.callback_base_delay_seconds:
             raise ValueError("CALLBACK_MAX_DELAY_SECONDS must be at least the base delay")

@@ -1,0 +1,95 @@
+"""Lambda handler for the callback queue: one signed delivery attempt per record.
+
+Failed attempts do not fail the record: :mod:`runtime.tasks.callbacks` schedules the next attempt
+as a new, delayed message. A record fails (and is retried by SQS, then dead-lettered) only when
+the worker itself could not do its job: an unreadable message, the table or queue unavailable.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+
+from runtime.tasks.callbacks import CallbackWorker
+from runtime.tasks.queues import RetryLaterError
+from runtime.tasks.wiring import TaskClients
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+# Time kept free after an attempt's HTTP timeout to record its outcome and queue the next one.
+RECORD_MARGIN_SECONDS = 2.0
+
+_worker: CallbackWorker | None = None
+_clients: TaskClients | None = None
+_context: LambdaContext | None = None
+
+
+def worker() -> tuple[CallbackWorker, TaskClients]:
+    global _worker, _clients
+    if _worker is None or _clients is None:
+        _clients = TaskClients.from_env()
+        _worker = CallbackWorker(
+            store=_clients.store,
+            callback_queue=_clients.callback_queue,
+            callback_dlq=_clients.callback_dlq,
+            signing_secrets=_clients.signing_secret.values,
+            http_client=_clients.http_client,
+            settings=_clients.settings,
+        )
+    return _worker, _clients
+
+
+def set_worker(replacement: tuple[CallbackWorker, TaskClients] | None) -> None:
+    """Use ``replacement`` for the following invocations; ``None`` rebuilds the real one."""
+    global _worker, _clients
+    _worker, _clients = replacement if replacement is not None else (None, None)
+
+
+@tracer.capture_method(capture_response=False)
+def record_handler(record: SQSRecord) -> str:
+    callback_worker, clients = worker()
+    try:
+        assert _context is not None
+        remaining = _context.get_remaining_time_in_millis() / 1000.0
+        if remaining < clients.settings.callback_timeout_seconds + RECORD_MARGIN_SECONDS:
+            raise RetryLaterError("not enough time left for an attempt", delay_seconds=0)
+        outcome = callback_worker.process(record.body)
+    except RetryLaterError as exc:
+        clients.callback_queue.change_visibility(record.receipt_handle, exc.delay_seconds)
+        logger.warning(
+            "callback record postponed", extra={"message_id": record.message_id, "reason": str(exc)}
+        )
+        raise
+    except Exception:
+        metrics.add_metric(name="CallbackRecordFailures", unit=MetricUnit.Count, value=1)
+        logger.exception("callback record failed", extra={"message_id": record.message_id})
+        raise
+    metrics.add_metric(name=f"Callbacks_{outcome}", unit=MetricUnit.Count, value=1)
+    logger.info("callback record done", extra={"message_id": record.message_id, "outcome": outcome})
+    return outcome
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    global _context
+    _context = context
+    return dict(
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    )

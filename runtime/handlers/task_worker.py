@@ -1,0 +1,137 @@
+"""Lambda handler for the task queue: runs agent tasks, reports partial batch failures.
+
+The event source mapping has ``ReportBatchItemFailures``: a record that raises is reported in
+``batchItemFailures`` and only that message stays on the queue; the others are deleted. What a
+record's outcome means is decided in :mod:`runtime.tasks.worker`; here it only becomes a
+visibility change (the back-off) and metrics.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+
+from runtime.settings import RuntimeSettings
+from runtime.tasks.queues import RetryLaterError
+from runtime.tasks.wiring import TaskClients
+from runtime.tasks.worker import AgentOptions, TaskWorker
+from runtime.wiring import LLM_SAFETY_MARGIN_SECONDS, DeadlineLLM, Dependencies, build_dependencies
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+# Report every failed record, even when all of a batch failed, rather than raising: the
+# response then names exactly the messages to retry, the same way for 1 failure or 10.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+@dataclass(frozen=True)
+class WorkerDependencies:
+    agent: Dependencies
+    tasks: TaskClients
+    worker: TaskWorker
+
+
+_dependencies: WorkerDependencies | None = None
+_context: LambdaContext | None = None
+
+
+@cache
+def _settings() -> RuntimeSettings:
+    return RuntimeSettings.from_env(os.environ)
+
+
+def dependencies() -> WorkerDependencies:
+    global _dependencies
+    if _dependencies is None:
+        agent = build_dependencies(_settings())
+        tasks = TaskClients.from_env()
+        _dependencies = WorkerDependencies(
+            agent=agent,
+            tasks=tasks,
+            worker=TaskWorker(
+                store=tasks.store,
+                sessions=agent.store,
+                tools=agent.tools,
+                callback_queue=tasks.callback_queue,
+                settings=tasks.settings,
+                agent=AgentOptions(
+                    max_iterations=agent.settings.agent_max_iterations,
+                    system_prompt=agent.settings.agent_system_prompt or None,
+                ),
+            ),
+        )
+    return _dependencies
+
+
+def set_dependencies(replacement: WorkerDependencies | None) -> None:
+    """Use ``replacement`` for the following invocations; ``None`` rebuilds the real ones."""
+    global _dependencies
+    _dependencies = replacement
+    if replacement is None:
+        _settings.cache_clear()
+
+
+def _remaining_seconds() -> float:
+    assert _context is not None
+    return float(_context.get_remaining_time_in_millis()) / 1000.0
+
+
+@tracer.capture_method(capture_response=False)
+def record_handler(record: SQSRecord) -> str:
+    deps = dependencies()
+    receive_count = int(record.attributes.approximate_receive_count or 1)
+    try:
+        if _remaining_seconds() < deps.agent.settings.llm_request_timeout_seconds + (
+            LLM_SAFETY_MARGIN_SECONDS
+        ):
+            # Earlier records of the batch used the time; this one waits for a fresh invocation
+            # instead of starting a model call that cannot finish.
+            raise RetryLaterError("not enough time left in this invocation", delay_seconds=0)
+        outcome = deps.worker.process(
+            record.body,
+            receive_count=receive_count,
+            llm=DeadlineLLM(deps.agent.llm_factory, _remaining_seconds),
+        )
+    except RetryLaterError as exc:
+        deps.tasks.task_queue.change_visibility(record.receipt_handle, exc.delay_seconds)
+        metrics.add_metric(name="TaskRetries", unit=MetricUnit.Count, value=1)
+        logger.warning(
+            "task try failed; retrying",
+            extra={"message_id": record.message_id, "reason": str(exc), "receives": receive_count},
+        )
+        raise
+    except Exception:
+        metrics.add_metric(name="TaskRecordFailures", unit=MetricUnit.Count, value=1)
+        logger.exception("task record failed", extra={"message_id": record.message_id})
+        raise
+    metrics.add_metric(name=f"Tasks_{outcome}", unit=MetricUnit.Count, value=1)
+    logger.info("task record done", extra={"message_id": record.message_id, "outcome": outcome})
+    return outcome
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    global _context
+    _context = context
+    return dict(
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    )

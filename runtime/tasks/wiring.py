@@ -1,0 +1,93 @@
+"""The async pattern's clients, built once per process from :class:`TaskSettings`.
+
+boto3 and httpx are imported here, on first use, so a handler's cold start only pays for them
+when a request actually needs them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from runtime.tasks.settings import TaskSettings
+
+if TYPE_CHECKING:
+    import httpx
+    from mypy_boto3_sqs.client import SQSClient
+
+    from runtime.tasks.keys import RotatingSecret
+    from runtime.tasks.queues import SqsQueue
+    from runtime.tasks.store import TaskStore
+
+
+@dataclass
+class TaskClients:
+    settings: TaskSettings
+
+    @classmethod
+    def from_env(cls) -> TaskClients:
+        return cls(TaskSettings.from_env(os.environ))
+
+    @cached_property
+    def store(self) -> TaskStore:
+        import boto3
+
+        from runtime.tasks.store import TaskStore
+
+        return TaskStore(
+            self.settings.task_table_name,
+            client=boto3.client("dynamodb"),
+            ttl_seconds=self.settings.task_ttl_seconds,
+        )
+
+    @cached_property
+    def _sqs(self) -> SQSClient:
+        import boto3
+
+        return boto3.client("sqs")
+
+    def _queue(self, url: str) -> SqsQueue:
+        from runtime.tasks.queues import SqsQueue
+
+        return SqsQueue(url, client=self._sqs)
+
+    @cached_property
+    def task_queue(self) -> SqsQueue:
+        return self._queue(self.settings.task_queue_url)
+
+    @cached_property
+    def callback_queue(self) -> SqsQueue:
+        return self._queue(self.settings.callback_queue_url)
+
+    @cached_property
+    def callback_dlq(self) -> SqsQueue:
+        return self._queue(self.settings.callback_dlq_url)
+
+    def _secret(self, arn: str) -> RotatingSecret:
+        import boto3
+
+        from runtime.tasks.keys import RotatingSecret
+
+        return RotatingSecret(
+            arn,
+            client=boto3.client("secretsmanager"),
+            overlap_seconds=self.settings.callback_rotation_overlap_seconds,
+        )
+
+    @cached_property
+    def signing_secret(self) -> RotatingSecret:
+        return self._secret(self.settings.callback_signing_secret_arn)
+
+    @cached_property
+    def inbound_secret(self) -> RotatingSecret | None:
+        arn = self.settings.inbound_signature_secret_arn
+        return self._secret(arn) if arn else None
+
+    @cached_property
+    def http_client(self) -> httpx.Client:
+        import httpx
+
+        # One pool per process; each attempt sets its own timeout.
+        return httpx.Client()
