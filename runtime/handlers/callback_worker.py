@@ -48,6 +48,7 @@ def worker() -> tuple[CallbackWorker, TaskClients]:
             signing_secrets=_clients.signing_secret.values,
             http_client=_clients.http_client,
             settings=_clients.settings,
+            resolve=_clients.resolve,
         )
     return _worker, _clients
 

@@ -119,6 +119,7 @@ def post_webhook() -> Response[str]:
         caller=_caller(),
         idempotency_key_value=key,
         now=int(time.time()),
+        resolve=deps.resolve,
     )
     task = submitted.task
     metrics.add_metric(

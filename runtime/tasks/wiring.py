@@ -7,11 +7,12 @@ when a request actually needs them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from runtime.tasks.settings import TaskSettings
+from runtime.webhooks.ssrf import Resolver, system_resolver
 
 if TYPE_CHECKING:
     import httpx
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 @dataclass
 class TaskClients:
     settings: TaskSettings
+    # DNS for the SSRF guard; tests point names at chosen addresses.
+    resolve: Resolver = field(default=system_resolver)
 
     @classmethod
     def from_env(cls) -> TaskClients:

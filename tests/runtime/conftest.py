@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -308,6 +309,12 @@ HANDLER_ENV = {
     "MAX_MESSAGE_CHARS": "200",
     "MAX_BODY_BYTES": "1024",
 }
+
+
+# Powertools reads these when a handler module is imported, which for some test modules is at
+# collection time: set them before any test module in this folder is imported.
+for _name in ("POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_TRACE_DISABLED"):
+    os.environ.setdefault(_name, HANDLER_ENV[_name])
 
 
 @pytest.fixture
