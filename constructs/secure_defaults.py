@@ -10,6 +10,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
 
 # The newest Python runtime CDK offers: longest support window; cdk-nag's AwsSolutions-L1 asks.
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -19,6 +20,11 @@ LAMBDA_ARCHITECTURE = lambda_.Architecture.ARM_64
 LAMBDA_TRACING = lambda_.Tracing.ACTIVE
 # The function's code and the Powertools layer are written for this handler path.
 SERVERLESS_HANDLER = "runtime.handlers.serverless_api.lambda_handler"
+# The asynchronous pattern's three functions, all from the same runtime asset: the webhook ingress
+# and task-status API, the task queue's worker, the callback queue's worker.
+WEBHOOK_INGRESS_HANDLER = "runtime.handlers.webhook_api.lambda_handler"
+TASK_WORKER_HANDLER = "runtime.handlers.task_worker.lambda_handler"
+CALLBACK_WORKER_HANDLER = "runtime.handlers.callback_worker.lambda_handler"
 # Powertools' public layer account (AWS-owned) and name for the runtime above on ARM64.
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 POWERTOOLS_LAYER_NAME = "AWSLambdaPowertoolsPythonV3-python314-arm64"
@@ -37,6 +43,32 @@ TABLE_POINT_IN_TIME_RECOVERY = True
 # Name of the TTL attribute (epoch seconds) DynamoDB uses to expire sessions.
 SESSION_TTL_ATTRIBUTE = "expires_at"
 SESSION_PARTITION_KEY = "session_id"
+# Task records, idempotency keys and gone callback endpoints share one table, keyed by a prefixed
+# string; the same TTL attribute expires all three.
+TASK_PARTITION_KEY = "pk"
+TASK_TTL_ATTRIBUTE = SESSION_TTL_ATTRIBUTE
+
+# SQS: encrypted with the stack's customer-managed key (not SSE-SQS), so reading a message needs
+# a grant on that key as well as on the queue.
+QUEUE_ENCRYPTION = sqs.QueueEncryption.KMS
+# How long SQS reuses a data key before asking KMS again: five minutes (the default, made
+# explicit) keeps KMS requests and their cost low without a long-lived key in SQS's hands.
+QUEUE_DATA_KEY_REUSE = Duration.minutes(5)
+# A queue policy denies every request that does not use TLS (aws:SecureTransport = false).
+QUEUE_ENFORCE_SSL = True
+# AWS's guidance for SQS event sources: visibility timeout >= 6 x the function timeout (+ the
+# batching window), so a batch that Lambda retries after a throttle is not handed out again while
+# an earlier invocation may still run it.
+QUEUE_VISIBILITY_TIMEOUT_FACTOR = 6
+# A dead-letter queue alarms on its first message (Maximum >= 1 over one minute): every message
+# there is a task or callback that failed for good and needs a person.
+DLQ_ALARM_THRESHOLD = 1
+DLQ_ALARM_PERIOD = Duration.minutes(1)
+
+# Generated signing secrets: 48 letters and digits are 285 bits of entropy and valid base64, the
+# form Standard Webhooks expects a secret in; no punctuation to mangle in shells and headers.
+SIGNING_SECRET_LENGTH = 48
+SIGNING_SECRET_EXCLUDE_PUNCTUATION = True
 
 # Regional REST API: CloudFront in front is the hybrid profile's choice, not a default.
 API_ENDPOINT_TYPE = apigw.EndpointType.REGIONAL

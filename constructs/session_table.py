@@ -31,23 +31,39 @@ class SessionTable(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        retain = removal_policy == RemovalPolicy.RETAIN
-        # Table, not TableV2: TableV2 cannot render a customer-managed key in a stack without
-        # a region.
-        self.table = dynamodb.Table(
+        self.table = ttl_table(
             self,
-            "Table",
-            partition_key=dynamodb.Attribute(
-                name=SESSION_PARTITION_KEY, type=dynamodb.AttributeType.STRING
-            ),
-            billing_mode=TABLE_BILLING_MODE,
-            time_to_live_attribute=SESSION_TTL_ATTRIBUTE,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=TABLE_POINT_IN_TIME_RECOVERY
-            ),
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            partition_key=SESSION_PARTITION_KEY,
+            ttl_attribute=SESSION_TTL_ATTRIBUTE,
             encryption_key=encryption_key,
-            deletion_protection=retain,
             removal_policy=removal_policy,
         )
         self.ttl_attribute = SESSION_TTL_ATTRIBUTE
+
+
+def ttl_table(
+    scope: Construct,
+    *,
+    partition_key: str,
+    ttl_attribute: str,
+    encryption_key: kms.IKey,
+    removal_policy: RemovalPolicy,
+) -> dynamodb.Table:
+    """``scope``'s ``Table``: string partition key, TTL, PITR, on-demand, customer-managed key."""
+    retain = removal_policy == RemovalPolicy.RETAIN
+    # Table, not TableV2: TableV2 cannot render a customer-managed key in a stack without
+    # a region.
+    return dynamodb.Table(
+        scope,
+        "Table",
+        partition_key=dynamodb.Attribute(name=partition_key, type=dynamodb.AttributeType.STRING),
+        billing_mode=TABLE_BILLING_MODE,
+        time_to_live_attribute=ttl_attribute,
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+            point_in_time_recovery_enabled=TABLE_POINT_IN_TIME_RECOVERY
+        ),
+        encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+        encryption_key=encryption_key,
+        deletion_protection=retain,
+        removal_policy=removal_policy,
+    )

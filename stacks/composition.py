@@ -12,6 +12,7 @@ from aws_cdk import App, Environment, Stack, Tags, Validations
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
 from config.model import DeploymentConfig
+from stacks.async_agent_stack import AsyncAgentStack
 from stacks.serverless_agent_stack import ServerlessAgentStack
 
 
@@ -27,8 +28,13 @@ def build_deployment(app: App, config: DeploymentConfig) -> list[Stack]:
         if config.account and config.region
         else None
     )
+    serverless = ServerlessAgentStack(app, stack_id(config, "serverless"), config=config, env=env)
     stacks: list[Stack] = [
-        ServerlessAgentStack(app, stack_id(config, "serverless"), config=config, env=env),
+        serverless,
+        # The serverless stack owns the LLM key secret; the async stack reads it by name.
+        AsyncAgentStack(
+            app, stack_id(config, "async"), config=config, llm_secret_stack=serverless, env=env
+        ),
     ]
     for stack in stacks:
         for key, value in sorted(config.tags.items()):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, Environment, RemovalPolicy, Stack
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
+from aws_cdk import CfnOutput, Duration, Environment, Stack
 from aws_cdk import aws_secretsmanager as secretsmanager
 
-from config.model import LOG_RETENTION_DAYS, DeploymentConfig, LlmConfig
+from config.model import DeploymentConfig
 from constructs import Construct
 from constructs.acknowledgements import acknowledge_nag, skip_checkov
 from constructs.agent_api import AgentApi, AgentApiProps
@@ -16,16 +14,12 @@ from constructs.data_key import DataKey
 from constructs.function_alarms import FunctionAlarmProps, FunctionAlarms
 from constructs.secure_defaults import SERVERLESS_HANDLER
 from constructs.session_table import SessionTable
-
-# Bedrock cross-region inference profiles prefix the model id with a geography.
-_INFERENCE_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.")
-# RetentionDays members are named in words but listed in the same order as CloudWatch's periods.
-_RETENTION = dict(
-    zip(
-        LOG_RETENTION_DAYS,
-        [m for m in logs.RetentionDays if m is not logs.RetentionDays.INFINITE],
-        strict=True,
-    )
+from stacks.shared import (
+    agent_environment,
+    api_stage_props,
+    grant_bedrock_invoke,
+    log_retention,
+    removal_policy,
 )
 
 
@@ -46,10 +40,8 @@ class ServerlessAgentStack(Stack):
             env=env,
             description=f"{config.name}: serverless agent (API Gateway, Lambda, DynamoDB)",
         )
-        removal = (
-            RemovalPolicy.RETAIN if config.removal_policy == "retain" else RemovalPolicy.DESTROY
-        )
-        retention = _RETENTION[config.logs.retention_days]
+        removal = removal_policy(config)
+        retention = log_retention(config)
 
         data_key = DataKey(
             self,
@@ -59,22 +51,11 @@ class ServerlessAgentStack(Stack):
         ).key
         sessions = SessionTable(self, "Sessions", encryption_key=data_key, removal_policy=removal)
 
-        environment = {
-            "SESSION_TABLE_NAME": sessions.table.table_name,
-            "SESSION_TTL_SECONDS": str(config.session.ttl_seconds),
-            "LLM_PROVIDER": config.llm.provider,
-            "LLM_MODEL_ID": config.llm.model_id,
-            "LLM_REQUEST_TIMEOUT_SECONDS": str(config.llm.request_timeout_seconds),
-            "LLM_MAX_ATTEMPTS": str(config.llm.max_attempts),
-            "AGENT_MAX_ITERATIONS": str(config.agent.max_iterations),
-            "AGENT_SYSTEM_PROMPT": config.agent.system_prompt,
-            "MAX_MESSAGE_CHARS": str(config.agent.max_message_chars),
-            "MAX_BODY_BYTES": str(config.agent.max_body_bytes),
-        }
         self.llm_secret: secretsmanager.Secret | None = None
         if config.llm.api_key_secret_name is not None:
             # Generated placeholder: the real key is put in after deploy (README), so no key value
             # ever appears in code, config, template or function environment: only the ARN does.
+            # This stack owns the secret; the async stack reads the same one by name.
             self.llm_secret = secretsmanager.Secret(
                 self,
                 "LlmApiKey",
@@ -83,15 +64,17 @@ class ServerlessAgentStack(Stack):
                 encryption_key=data_key,
                 removal_policy=removal,
             )
-            environment["LLM_API_KEY_SECRET_ARN"] = self.llm_secret.secret_arn
             acknowledge_nag(
                 self.llm_secret,
                 "AwsSolutions-SMG4",
                 "a third-party LLM API key is rotated at the provider; the rotation Lambda that "
                 "follows the four-step protocol arrives with the operations issue (#7)",
             )
-        if config.llm.base_url is not None:
-            environment["LLM_BASE_URL"] = str(config.llm.base_url)
+        environment = agent_environment(
+            config,
+            session_table_name=sessions.table.table_name,
+            llm_secret_arn=self.llm_secret.secret_arn if self.llm_secret else None,
+        )
 
         agent = AgentFunction(
             self,
@@ -136,18 +119,7 @@ class ServerlessAgentStack(Stack):
         if self.llm_secret is not None:
             self.llm_secret.grant_read(agent.role)
         if config.llm.provider == "bedrock":
-            statement = _bedrock_invoke_statement(self, config.llm)
-            agent.role.add_to_policy(statement)
-            for resource in statement.resources:
-                if "bedrock:*:" in resource:
-                    acknowledge_nag(
-                        agent.role_policy,
-                        "AwsSolutions-IAM5[Resource::"
-                        + resource.replace(self.partition, "<AWS::Partition>")
-                        + "]",
-                        "a cross-region inference profile routes to its base model in any region "
-                        "of its geography; the wildcard spans regions for this one model only",
-                    )
+            grant_bedrock_invoke(agent, config.llm)
         for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
             acknowledge_nag(
                 agent.role_policy,
@@ -161,14 +133,8 @@ class ServerlessAgentStack(Stack):
             "Api",
             props=AgentApiProps(
                 handler=agent.alias,
-                throttle_rate_limit=config.api.throttle_rate_limit,
-                throttle_burst_limit=config.api.throttle_burst_limit,
-                auth=config.api.auth,
-                quota_per_day=config.api.quota_per_day,
                 max_message_chars=config.agent.max_message_chars,
-                log_retention=retention,
-                encryption_key=data_key,
-                removal_policy=removal,
+                stage=api_stage_props(config, data_key),
             ),
         )
         self.alarms = FunctionAlarms(
@@ -186,21 +152,3 @@ class ServerlessAgentStack(Stack):
         self.session_table = sessions.table
         CfnOutput(self, "ApiUrl", value=self.api.api.url, description="Agent API base URL")
         CfnOutput(self, "SessionTableName", value=sessions.table.table_name)
-
-
-def _bedrock_invoke_statement(stack: Stack, llm: LlmConfig) -> iam.PolicyStatement:
-    """``bedrock:InvokeModel`` on the configured model only (Converse authorizes as InvokeModel)."""
-    model_id = llm.model_id
-    if model_id.startswith(_INFERENCE_PROFILE_PREFIXES):
-        # An inference profile routes to the base model in any region of its geography.
-        base_model = model_id.split(".", 1)[1]
-        resources = [
-            f"arn:{stack.partition}:bedrock:{stack.region}:{stack.account}:inference-profile/{model_id}",
-            f"arn:{stack.partition}:bedrock:*::foundation-model/{base_model}",
-        ]
-    else:
-        resources = [f"arn:{stack.partition}:bedrock:{stack.region}::foundation-model/{model_id}"]
-    return iam.PolicyStatement(
-        actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-        resources=resources,
-    )

@@ -9,32 +9,11 @@ from typing import Any
 import pytest
 
 from config.model import API_GATEWAY_INTEGRATION_TIMEOUT_SECONDS
+from tests.infra.cfn import as_list, of_type, one, policy_statements
 from tests.infra.conftest import REPO_ROOT, Synthesized, all_configs
 
 CONFIGS = {c.name: c for c in all_configs()}
 NAMES = sorted(CONFIGS)
-
-
-def of_type(template: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
-    return [r for r in template["Resources"].values() if r["Type"] == resource_type]
-
-
-def one(template: dict[str, Any], resource_type: str) -> dict[str, Any]:
-    found = of_type(template, resource_type)
-    assert len(found) == 1, f"expected one {resource_type}, found {len(found)}"
-    return found[0]
-
-
-def policy_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        s
-        for policy in of_type(template, "AWS::IAM::Policy")
-        for s in policy["Properties"]["PolicyDocument"]["Statement"]
-    ]
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 @pytest.mark.parametrize("name", NAMES)

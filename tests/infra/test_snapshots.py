@@ -51,3 +51,11 @@ def test_template_snapshot(
 ) -> None:
     template = synth.template(config_name)
     assert normalise(template) == snapshot(extension_class=JSONSnapshotExtension)
+
+
+@pytest.mark.parametrize("config_name", [c.name for c in all_configs()])
+def test_async_template_snapshot(
+    synth: Synthesized, snapshot: SnapshotAssertion, config_name: str
+) -> None:
+    template = synth.template(config_name, "async")
+    assert normalise(template) == snapshot(extension_class=JSONSnapshotExtension)

@@ -149,3 +149,172 @@ def test_synth_with_an_unknown_env_exits_nonzero(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert "qa.yaml: no such config file" in run.stderr
+
+
+# --- webhook / async pattern ----------------------------------------------------------------------
+
+
+def merged(data: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with ``change`` merged in at any depth (a None value deletes the key)."""
+    result = dict(data)
+    for key, value in change.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+GITHUB = {"style": "github", "secret_name": "agent-dev/github-secret"}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"webhook": {"ingress": {"timeout_seconds": 29}}},
+            "webhook.ingress.timeout_seconds: must be below 29 (API Gateway's integration",
+        ),
+        (
+            {"webhook": {"worker": {"timeout_seconds": 901}}},
+            "webhook.worker.timeout_seconds: Input should be less than or equal to 900",
+        ),
+        (
+            {"webhook": {"worker": {"batch_size": 11}}},
+            "webhook.worker.batch_size: Input should be less than or equal to 10",
+        ),
+        (
+            {"webhook": {"worker": {"max_batching_window_seconds": 301}}},
+            "webhook.worker.max_batching_window_seconds: Input should be less than or equal to 300",
+        ),
+        (
+            {"webhook": {"worker": {"max_concurrency": 1}}},
+            "webhook.worker.max_concurrency: Input should be greater than or equal to 2",
+        ),
+        (
+            {"webhook": {"worker": {"max_concurrency": 3, "reserved_concurrency": 2}}},
+            "webhook.worker: max_concurrency cannot exceed reserved_concurrency: raise",
+        ),
+        (
+            {"webhook": {"worker": {"retry_base_seconds": 60, "retry_max_seconds": 30}}},
+            "webhook.worker: retry_max_seconds must be at least retry_base_seconds",
+        ),
+        (
+            {"webhook": {"queue": {"retention_days": 14, "dlq_retention_days": 14}}},
+            "webhook.queue: dlq_retention_days must be greater than retention_days: a message "
+            "must not expire in the DLQ before it could have expired in the source",
+        ),
+        (
+            {"webhook": {"queue": {"dlq_retention_days": 15}}},
+            "webhook.queue.dlq_retention_days: Input should be less than or equal to 14",
+        ),
+        (
+            {"webhook": {"queue": {"max_receive_count": 0}}},
+            "webhook.queue.max_receive_count: Input should be greater than or equal to 1",
+        ),
+        (
+            {"webhook": {"queue": {"max_receive_count": 200}}},
+            "webhook: queue.max_receive_count x max(worker visibility timeout, "
+            "worker.retry_max_seconds) = 360000 s must be below queue.retention_days (345600 s)",
+        ),
+        (
+            {"webhook": {"idempotency_window_seconds": 700_000}},
+            "webhook: idempotency_window_seconds must not exceed task_ttl_seconds",
+        ),
+        (
+            {"webhook": {"callback": {"timeout_seconds": 61}}},
+            "webhook.callback.timeout_seconds: Input should be less than or equal to 60",
+        ),
+        (
+            {"webhook": {"callback": {"base_delay_seconds": 60, "max_delay_seconds": 10}}},
+            "webhook.callback: max_delay_seconds must be at least base_delay_seconds",
+        ),
+        (
+            {"webhook": {"callback": {"reserved_concurrency": 1}}},
+            "webhook.callback.reserved_concurrency: Input should be greater than or equal to 2",
+        ),
+        (
+            {"webhook": {"callback": {"signing_secret_name": "has space"}}},
+            "webhook.callback.signing_secret_name: String should match pattern",
+        ),
+        (
+            {"webhook": {"inbound_signature": {**GITHUB, "style": "gitlab"}}},
+            "webhook.inbound_signature.style: Input should be 'github' or 'standard'",
+        ),
+        (
+            {"webhook": {"inbound_signature": {"style": "standard"}}},
+            "webhook.inbound_signature.secret_name: required setting is missing",
+        ),
+        (
+            {"webhook": {"inbound_signature": {**GITHUB, "header": "Bad Header:"}}},
+            "webhook.inbound_signature.header: String should match pattern",
+        ),
+        (
+            {"webhook": {"inbound_signature": {**GITHUB, "tolerance_seconds": 0}}},
+            "webhook.inbound_signature.tolerance_seconds: Input should be greater than or equal",
+        ),
+        (
+            {"webhook": {"worker": {"timeout_seconds": 15}}},
+            "llm.request_timeout_seconds must be below webhook.worker.timeout_seconds (15 s), so "
+            "a slow model fails the try instead of killing the worker",
+        ),
+        (
+            {"webhook": {"worker": {"timeout_seconds": 18}}, "llm": {"request_timeout_seconds": 5}},
+            "alarms.p99_duration_ms must be below webhook.worker.timeout_seconds (18000 ms)",
+        ),
+        (
+            {"webhook": {"callback": {"signing_secret_name": "agent-dev/llm-api-key"}}},
+            "llm.api_key_secret_name and webhook.callback.signing_secret_name are both "
+            "'agent-dev/llm-api-key': Secrets Manager names are unique per account and region",
+        ),
+        (
+            {
+                "webhook": {
+                    "callback": {"signing_secret_name": None},
+                    "inbound_signature": {
+                        **GITHUB,
+                        "secret_name": "agent-dev/webhook-signing-secret",
+                    },
+                }
+            },
+            "webhook.callback.signing_secret_name and webhook.inbound_signature.secret_name are "
+            "both 'agent-dev/webhook-signing-secret'",
+        ),
+        ({"webhook": {"worker": {"memory": 512}}}, "webhook.worker.memory: unknown setting"),
+    ],
+)
+def test_bad_webhook_values_give_one_line_naming_the_field(
+    tmp_path: Path, change: dict[str, Any], expected: str
+) -> None:
+    problems = problems_for(tmp_path, merged(base(), change))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{tmp_path / 'bad.yaml'}: ")
+    assert expected in problems[0], problems[0]
+
+
+def test_a_config_without_a_webhook_section_gets_production_defaults(tmp_path: Path) -> None:
+    data = base()
+    del data["webhook"]
+    config = load_config_file(write(tmp_path, data, "old.yaml"))
+    webhook = config.webhook
+    assert (webhook.task_ttl_seconds, webhook.idempotency_window_seconds) == (604_800, 86_400)
+    assert (webhook.worker.timeout_seconds, webhook.worker.batch_size) == (300, 1)
+    assert (webhook.queue.max_receive_count, webhook.queue.dlq_retention_days) == (5, 14)
+    assert webhook.inbound_signature is None
+    assert webhook.callback.allow_http_loopback is False
+    # The signing secret's name derives from the deployment's name when not given.
+    assert config.callback_signing_secret_name == "agent-dev/webhook-signing-secret"
+    assert webhook.worker_visibility_timeout_seconds == 6 * 300
+
+
+def test_dev_and_prod_webhook_settings() -> None:
+    dev, prod = load_config("dev").webhook, load_config("prod").webhook
+    # dev is cheap: the smallest concurrency the event sources allow.
+    assert dev.worker.max_concurrency == dev.worker.reserved_concurrency == 2
+    assert dev.callback.reserved_concurrency == 2
+    assert prod.worker.reserved_concurrency > dev.worker.reserved_concurrency
+    for webhook in (dev, prod):
+        assert webhook.inbound_signature is None
+        assert webhook.callback.allow_http_loopback is False

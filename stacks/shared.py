@@ -1,0 +1,118 @@
+"""What both agent stacks build the same way: removal, log retention, API stage, agent environment,
+Bedrock access. One definition, so the serverless and the async functions cannot drift apart."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy, Stack, Token
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+
+from config.model import LOG_RETENTION_DAYS, DeploymentConfig, LlmConfig
+from constructs.acknowledgements import acknowledge_nag
+from constructs.agent_function import AgentFunction
+from constructs.rest_api import ApiStageProps
+
+# Bedrock cross-region inference profiles prefix the model id with a geography.
+_INFERENCE_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.")
+# RetentionDays members are named in words but listed in the same order as CloudWatch's periods.
+_RETENTION = dict(
+    zip(
+        LOG_RETENTION_DAYS,
+        [m for m in logs.RetentionDays if m is not logs.RetentionDays.INFINITE],
+        strict=True,
+    )
+)
+
+
+def removal_policy(config: DeploymentConfig) -> RemovalPolicy:
+    return RemovalPolicy.RETAIN if config.removal_policy == "retain" else RemovalPolicy.DESTROY
+
+
+def log_retention(config: DeploymentConfig) -> logs.RetentionDays:
+    return _RETENTION[config.logs.retention_days]
+
+
+def api_stage_props(config: DeploymentConfig, encryption_key: kms.IKey) -> ApiStageProps:
+    """Stage throttling, auth and logging from ``config.api``; every API of a deployment alike."""
+    return ApiStageProps(
+        throttle_rate_limit=config.api.throttle_rate_limit,
+        throttle_burst_limit=config.api.throttle_burst_limit,
+        auth=config.api.auth,
+        quota_per_day=config.api.quota_per_day,
+        log_retention=log_retention(config),
+        encryption_key=encryption_key,
+        removal_policy=removal_policy(config),
+    )
+
+
+def agent_environment(
+    config: DeploymentConfig, *, session_table_name: str, llm_secret_arn: str | None
+) -> dict[str, str]:
+    """Every ``runtime.settings.RuntimeSettings`` variable: the agent a function runs."""
+    environment = {
+        "SESSION_TABLE_NAME": session_table_name,
+        "SESSION_TTL_SECONDS": str(config.session.ttl_seconds),
+        "LLM_PROVIDER": config.llm.provider,
+        "LLM_MODEL_ID": config.llm.model_id,
+        "LLM_REQUEST_TIMEOUT_SECONDS": str(config.llm.request_timeout_seconds),
+        "LLM_MAX_ATTEMPTS": str(config.llm.max_attempts),
+        "AGENT_MAX_ITERATIONS": str(config.agent.max_iterations),
+        "AGENT_SYSTEM_PROMPT": config.agent.system_prompt,
+        "MAX_MESSAGE_CHARS": str(config.agent.max_message_chars),
+        "MAX_BODY_BYTES": str(config.agent.max_body_bytes),
+    }
+    if llm_secret_arn is not None:
+        environment["LLM_API_KEY_SECRET_ARN"] = llm_secret_arn
+    if config.llm.base_url is not None:
+        environment["LLM_BASE_URL"] = str(config.llm.base_url)
+    return environment
+
+
+def grant_bedrock_invoke(function: AgentFunction, llm: LlmConfig) -> None:
+    """Let ``function`` invoke the configured Bedrock model, and only that one."""
+    stack = Stack.of(function)
+    statement = bedrock_invoke_statement(stack, llm)
+    function.role.add_to_policy(statement)
+    for resource in statement.resources:
+        if "bedrock:*:" in resource:
+            acknowledge_nag(
+                function.role_policy,
+                "AwsSolutions-IAM5[Resource::" + nag_resource(stack, resource) + "]",
+                "a cross-region inference profile routes to its base model in any region "
+                "of its geography; the wildcard spans regions for this one model only",
+            )
+
+
+def bedrock_invoke_statement(stack: Stack, llm: LlmConfig) -> iam.PolicyStatement:
+    """``bedrock:InvokeModel`` on the configured model only (Converse authorizes as InvokeModel)."""
+    model_id = llm.model_id
+    if model_id.startswith(_INFERENCE_PROFILE_PREFIXES):
+        # An inference profile routes to the base model in any region of its geography.
+        base_model = model_id.split(".", 1)[1]
+        resources = [
+            f"arn:{stack.partition}:bedrock:{stack.region}:{stack.account}:inference-profile/{model_id}",
+            f"arn:{stack.partition}:bedrock:*::foundation-model/{base_model}",
+        ]
+    else:
+        resources = [f"arn:{stack.partition}:bedrock:{stack.region}::foundation-model/{model_id}"]
+    return iam.PolicyStatement(
+        actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+        resources=resources,
+    )
+
+
+def nag_resource(stack: Stack, arn: str) -> str:
+    """An ARN built from the stack's pseudo parameters, as cdk-nag prints it in a finding id.
+
+    cdk-nag shows an unresolved pseudo parameter as ``<AWS::Region>``; a region or account the
+    config pins is a plain string and stays as it is.
+    """
+    for value, shown in (
+        (stack.partition, "<AWS::Partition>"),
+        (stack.region, "<AWS::Region>"),
+        (stack.account, "<AWS::AccountId>"),
+    ):
+        if Token.is_unresolved(value):
+            arn = arn.replace(value, shown)
+    return arn
