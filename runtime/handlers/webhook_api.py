@@ -86,6 +86,21 @@ def _verify_signature(body: bytes) -> None:
         raise ApiError(401, "invalid_signature", str(exc)) from None
 
 
+# A signed source's own delivery id doubles as the Idempotency-Key: a replayed or redelivered
+# request (same id, same body) returns the first task instead of starting a second run, across
+# every container, for the whole idempotency window (not just the signature's 5 minutes).
+_SOURCE_DELIVERY_ID_HEADERS = {"standard": "webhook-id", "github": "x-github-delivery"}
+
+
+def _idempotency_key_header() -> str | None:
+    headers = app.current_event.headers
+    explicit = headers.get("idempotency-key")
+    if explicit is not None:
+        return explicit
+    source_header = _SOURCE_DELIVERY_ID_HEADERS.get(clients().settings.inbound_signature_style)
+    return headers.get(source_header) if source_header is not None else None
+
+
 def _status_location(task_id: str) -> str:
     # The path the client called, minus this resource: keeps the stage prefix (/v1) or a custom
     # domain's base path, whichever the client used.
@@ -109,7 +124,7 @@ def post_webhook() -> Response[str]:
     _verify_signature(body)
     data = parse_json_object(body, max_body_bytes=settings.max_body_bytes)
     request = TaskRequest.from_json(data, max_input_chars=settings.max_message_chars)
-    key = check_idempotency_key(app.current_event.headers.get("idempotency-key"))
+    key = check_idempotency_key(_idempotency_key_header())
     submitted = submit_task(
         request,
         raw_request=data,
@@ -123,16 +138,16 @@ def post_webhook() -> Response[str]:
     )
     task = submitted.task
     metrics.add_metric(
-        name="TasksAccepted" if submitted.created else "TasksReplayed",
+        name="TasksReplayed" if submitted.replayed else "TasksAccepted",
         unit=MetricUnit.Count,
         value=1,
     )
     logger.info(
         "task accepted",
-        extra={"task_id": task.task_id, "replayed": not submitted.created},
+        extra={"task_id": task.task_id, "replayed": submitted.replayed},
     )
     headers = {"Location": _status_location(task.task_id)}
-    if not submitted.created:
+    if submitted.replayed:
         headers["Idempotent-Replayed"] = "true"
     return json_response(202, {"task_id": task.task_id, "status": task.status}, headers)
 

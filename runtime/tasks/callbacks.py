@@ -13,7 +13,8 @@ safe under duplicate messages and crashes):
   tasks naming it are refused, pending callbacks to it stop) and the callback ends ``gone``;
 * anything else: retried until ``max_attempts``, then the callback ends ``failed`` and a record
   with the last error goes to the callback DLQ, where an operator sees it (the DLQ alarm) and
-  can redrive it;
+  can redrive it: the record is itself a callback message marked ``restart``, so a redrive
+  (``aws sqs start-message-move-task``) starts the attempts over;
 * a URL that no longer passes the SSRF guard (its DNS changed to a private address): ``failed``
   at once, with the reason, and the DLQ record.
 
@@ -104,6 +105,12 @@ class CallbackWorker:
         if task.callback_url is None or task.callback_event != message.event:
             # A later run of the task superseded this outcome; its own callback is on the way.
             return "stale"
+        if message.restart:
+            # Redriven from the callback DLQ: the attempts start over. Only a failed callback
+            # restarts; a copy redriven twice, or one that already got through, is a no-op.
+            if not self.store.reopen_callback(task.task_id, event=message.event, now=now):
+                return "stale"
+            message = CallbackMessage(task.task_id, message.event, attempt=1)
         lease = int(self.settings.callback_timeout_seconds) + _LEASE_MARGIN_SECONDS
         claimed = self.store.claim_callback_attempt(
             task.task_id,
@@ -131,11 +138,17 @@ class CallbackWorker:
             return "gone"
         error = result.error or f"HTTP {result.status_code}"
         if result.outcome == "retry" and message.attempt < self.settings.callback_max_attempts:
-            delay = retry_delay(
-                message.attempt,
-                base_seconds=self.settings.callback_base_delay_seconds,
-                max_seconds=self.settings.callback_max_delay_seconds,
-                random=self.random,
+            # CALLBACK_BASE_DELAY_SECONDS=0 (allowed: local development, tests) means "retry at
+            # once"; retry_delay itself insists on a positive base.
+            delay = (
+                retry_delay(
+                    message.attempt,
+                    base_seconds=self.settings.callback_base_delay_seconds,
+                    max_seconds=self.settings.callback_max_delay_seconds,
+                    random=self.random,
+                )
+                if self.settings.callback_base_delay_seconds > 0
+                else 0.0
             )
             # The next attempt is queued before this one is recorded: a crash in between leaves
             # a message that can still claim attempt n + 1, never a lost retry.
@@ -147,8 +160,9 @@ class CallbackWorker:
             return "retry_scheduled"
         self.callback_dlq.send(
             {
-                "task_id": task.task_id,
-                "event": message.event,
+                # A callback message (redrivable as is: it restarts the attempts) ...
+                **CallbackMessage(task.task_id, message.event, 1, restart=True).to_dict(),
+                # ... plus what an operator needs to decide whether to redrive it.
                 "callback_url": claimed.callback_url,
                 "webhook_id": callback_id(claimed),
                 "attempts": message.attempt,

@@ -70,6 +70,9 @@ class Submitted:
     task: Task
     # False when an earlier request with the same Idempotency-Key created the task.
     created: bool
+    # True when that earlier request was already accepted (enqueued): this answer repeats it.
+    # False for a retry after a 503, which is the first acceptance the caller sees.
+    replayed: bool
 
 
 def check_idempotency_key(value: str | None) -> str | None:
@@ -128,9 +131,10 @@ def submit_task(
         )
     except IdempotencyMismatchError as exc:
         raise ApiError(422, "idempotency_key_reused", str(exc)) from None
+    replayed = not created and task.enqueued_at is not None
     if task.enqueued_at is None:
         _enqueue(task, store=store, queue=queue, idem_pk=idem_pk, created=created, now=now)
-    return Submitted(task=task, created=created)
+    return Submitted(task=task, created=created, replayed=replayed)
 
 
 def _check_callback_url(

@@ -76,9 +76,13 @@ class RotatingSecret:
                 previous = self._client.get_secret_value(
                     SecretId=self._arn, VersionStage="AWSPREVIOUS"
                 ).get("SecretString")
-            except ClientError as exc:
+            except (ClientError, BotoCoreError) as exc:
                 # Never rotated: there is no AWSPREVIOUS version, and nothing to overlap with.
-                if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                never_rotated = (
+                    isinstance(exc, ClientError)
+                    and exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException"
+                )
+                if not never_rotated:
                     raise SecretReadError(
                         f"could not read the previous version of {self._arn}: {exc}"
                     ) from None

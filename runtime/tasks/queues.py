@@ -68,6 +68,9 @@ class CallbackMessage:
     # Epoch seconds before which the attempt must not run: back-offs beyond SQS's 15-minute
     # delay are chained through several delayed sends.
     not_before: int = 0
+    # Set on the records the callback worker dead-letters: redriving one from the callback DLQ
+    # starts the callback's attempts over (attempt 1) instead of being ignored as finished.
+    restart: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -78,6 +81,8 @@ class CallbackMessage:
         }
         if self.not_before:
             body["not_before"] = self.not_before
+        if self.restart:
+            body["restart"] = True
         return body
 
     @classmethod
@@ -89,6 +94,7 @@ class CallbackMessage:
                 event=_int_field(data, "event"),
                 attempt=_int_field(data, "attempt"),
                 not_before=_int_field(data, "not_before", default=0),
+                restart=data.get("restart") is True,
             )
         except (KeyError, TypeError) as exc:
             raise PoisonMessageError(f"not a callback message: {exc}") from None

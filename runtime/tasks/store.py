@@ -400,6 +400,8 @@ class TaskStore:
             sets.append("#error = :error")
             values[":error"] = _s(json.dumps(error.to_dict(), ensure_ascii=False))
             removes.append("#result")
+        if result is None and error is None:
+            removes += ["#result", "#error"]
         if has_callback:
             sets += [
                 "callback_status = :pending",
@@ -564,6 +566,30 @@ class TaskStore:
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
+
+    def reopen_callback(self, task_id: str, *, event: int, now: int) -> bool:
+        """A ``failed`` callback starts over (an operator redrove it); False if it is not failed."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": _s(task_key(task_id))},
+                UpdateExpression=(
+                    "SET callback_status = :retrying, callback_attempts = :zero, updated_at = :now"
+                ),
+                ConditionExpression="callback_event = :event AND callback_status = :failed",
+                ExpressionAttributeValues={
+                    ":retrying": _s("retrying"),
+                    ":failed": _s("failed"),
+                    ":zero": _n(0),
+                    ":event": _n(event),
+                    ":now": _n(now),
+                },
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
 
     # --- endpoints that answered 410 Gone -------------------------------------------------------
 

@@ -15,7 +15,9 @@ from runtime.tasks.settings import TaskSettings
 from runtime.webhooks.ssrf import Resolver, system_resolver
 
 if TYPE_CHECKING:
+    import boto3
     import httpx
+    from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs.client import SQSClient
 
     from runtime.tasks.keys import RotatingSecret
@@ -28,28 +30,31 @@ class TaskClients:
     settings: TaskSettings
     # DNS for the SSRF guard; tests point names at chosen addresses.
     resolve: Resolver = field(default=system_resolver)
+    # Where boto3 clients come from; the default session unless a caller (a test) shares one.
+    boto_session: boto3.Session | None = None
 
     @classmethod
     def from_env(cls) -> TaskClients:
         return cls(TaskSettings.from_env(os.environ))
 
-    @cached_property
-    def store(self) -> TaskStore:
+    def _session(self) -> boto3.Session:
         import boto3
 
+        return self.boto_session or boto3.Session()
+
+    @cached_property
+    def store(self) -> TaskStore:
         from runtime.tasks.store import TaskStore
 
         return TaskStore(
             self.settings.task_table_name,
-            client=boto3.client("dynamodb"),
+            client=self._session().client("dynamodb"),
             ttl_seconds=self.settings.task_ttl_seconds,
         )
 
     @cached_property
     def _sqs(self) -> SQSClient:
-        import boto3
-
-        return boto3.client("sqs")
+        return self._session().client("sqs")
 
     def _queue(self, url: str) -> SqsQueue:
         from runtime.tasks.queues import SqsQueue
@@ -68,14 +73,16 @@ class TaskClients:
     def callback_dlq(self) -> SqsQueue:
         return self._queue(self.settings.callback_dlq_url)
 
-    def _secret(self, arn: str) -> RotatingSecret:
-        import boto3
+    @cached_property
+    def _secrets_client(self) -> SecretsManagerClient:
+        return self._session().client("secretsmanager")
 
+    def _secret(self, arn: str) -> RotatingSecret:
         from runtime.tasks.keys import RotatingSecret
 
         return RotatingSecret(
             arn,
-            client=boto3.client("secretsmanager"),
+            client=self._secrets_client,
             overlap_seconds=self.settings.callback_rotation_overlap_seconds,
         )
 

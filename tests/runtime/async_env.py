@@ -104,7 +104,7 @@ class AsyncEnv:
         )
 
     def clients(self, *, resolve: Resolver = system_resolver) -> TaskClients:
-        return TaskClients(self.settings(), resolve=resolve)
+        return TaskClients(self.settings(), resolve=resolve, boto_session=boto_session())
 
 
 def make_async_env(
