@@ -305,6 +305,37 @@ def test_a_receiver_that_always_fails_gets_max_attempts_then_one_dlq_record(
     assert {name: record.get(name) for name in expected_record} == expected_record
 
 
+def test_redriving_a_dead_lettered_callback_starts_its_attempts_over_once(
+    harness: Harness,
+) -> None:
+    """The callback DLQ record is a callback message marked ``restart``: moving it back to the
+    callback queue (what ``aws sqs start-message-move-task`` does) runs the attempts again from 1
+    and delivers; a second copy of the same record changes nothing."""
+    settings = harness.env.settings().model_copy(update={"callback_max_attempts": 1})
+    worker = harness.worker(settings=settings)
+    receiver_down = True
+
+    def reply(_: RecordedRequest) -> Reply | None:
+        return Reply(503, b"maintenance") if receiver_down else None
+
+    with WebhookReceiver([harness.env.signing_secret], reply=reply) as receiver:
+        task = harness.finished_task(receiver.url)
+        assert worker.process(message(task)) == "failed"
+        [record] = harness.dlq_records()
+        assert record["restart"] is True
+        assert harness.task(task.task_id).callback_status == "failed"
+
+        receiver_down = False
+        redriven = json.dumps(record)
+        assert worker.process(redriven) == "delivered"
+        assert worker.process(redriven) == "stale"
+
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [f"msg_{task.task_id}_1"] * 2
+    assert receiver.accepted == [f"msg_{task.task_id}_1"]
+    final = harness.task(task.task_id)
+    assert (final.callback_status, final.callback_attempts) == ("delivered", 1)
+
+
 def test_a_zero_base_delay_retries_at_once(harness: Harness) -> None:
     """CALLBACK_BASE_DELAY_SECONDS=0 is valid (local development, tests): the next attempt is
     queued without delay instead of the attempt crashing in retry_delay (a fixed bug)."""
