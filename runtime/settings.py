@@ -8,7 +8,7 @@ start with one line per variable, not deep inside the first request.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -41,11 +41,19 @@ class RuntimeSettings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RuntimeSettings:
-        try:
-            return cls.model_validate(dict(environ))
-        except ValidationError as exc:
-            lines = []
-            for err in exc.errors():
-                name = ".".join(str(part) for part in err["loc"]) or "environment"
-                lines.append(f"{name}: {err['msg']}")
-            raise SettingsError("invalid runtime environment: " + "; ".join(lines)) from None
+        return parse_environment(cls, environ, "runtime")
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
+def parse_environment(model: type[SettingsT], environ: Mapping[str, str], what: str) -> SettingsT:
+    """``model`` from the environment, or one :class:`SettingsError` listing every problem."""
+    try:
+        return model.model_validate(dict(environ))
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ".".join(str(part) for part in err["loc"]) or "environment"
+            lines.append(f"{name}: {err['msg']}")
+        raise SettingsError(f"invalid {what} environment: " + "; ".join(lines)) from None

@@ -10,13 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
 
+from runtime.handlers.sqs_batch import new_processor, partial_batch, remaining_seconds, run_record
 from runtime.tasks.callbacks import CallbackWorker
 from runtime.tasks.queues import RetryLaterError
 from runtime.tasks.wiring import TaskClients
@@ -28,7 +23,7 @@ if TYPE_CHECKING:
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+processor = new_processor()
 # Time kept free after an attempt's HTTP timeout to record its outcome and queue the next one.
 RECORD_MARGIN_SECONDS = 2.0
 
@@ -62,25 +57,21 @@ def set_worker(replacement: tuple[CallbackWorker, TaskClients] | None) -> None:
 @tracer.capture_method(capture_response=False)
 def record_handler(record: SQSRecord) -> str:
     callback_worker, clients = worker()
-    try:
-        assert _context is not None
-        remaining = _context.get_remaining_time_in_millis() / 1000.0
+
+    def work() -> str:
+        remaining = remaining_seconds(_context)
         if remaining < clients.settings.callback_timeout_seconds + RECORD_MARGIN_SECONDS:
             raise RetryLaterError("not enough time left for an attempt", delay_seconds=0)
-        outcome = callback_worker.process(record.body)
-    except RetryLaterError as exc:
-        clients.callback_queue.change_visibility(record.receipt_handle, exc.delay_seconds)
-        logger.warning(
-            "callback record postponed", extra={"message_id": record.message_id, "reason": str(exc)}
-        )
-        raise
-    except Exception:
-        metrics.add_metric(name="CallbackRecordFailures", unit=MetricUnit.Count, value=1)
-        logger.exception("callback record failed", extra={"message_id": record.message_id})
-        raise
-    metrics.add_metric(name=f"Callbacks_{outcome}", unit=MetricUnit.Count, value=1)
-    logger.info("callback record done", extra={"message_id": record.message_id, "outcome": outcome})
-    return outcome
+        return callback_worker.process(record.body)
+
+    return run_record(
+        record,
+        work,
+        queue=lambda: clients.callback_queue,
+        kind="Callback",
+        logger=logger,
+        metrics=metrics,
+    )
 
 
 @logger.inject_lambda_context
@@ -89,8 +80,4 @@ def record_handler(record: SQSRecord) -> str:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _context
     _context = context
-    return dict(
-        process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
-        )
-    )
+    return partial_batch(event, context, record_handler, processor)

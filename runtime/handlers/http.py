@@ -8,7 +8,10 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.metrics import MetricUnit
 
 from runtime.api_errors import ApiError
 
@@ -60,3 +63,31 @@ def parse_json_object(raw: bytes, *, max_body_bytes: int) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(400, "validation_error", "body: must be a JSON object")
     return data
+
+
+def register_common_errors(
+    app: APIGatewayRestResolver, *, logger: Logger, metrics: Metrics
+) -> None:
+    """Unknown routes, :class:`ApiError` and anything unexpected, the same way in every API.
+
+    Registered by call: Powertools' decorators are untyped, which strict mypy rejects on a def.
+    The resolver picks the handler of the most specific class in the exception's MRO, so a
+    module's own handlers (registered before or after) win over ``Exception``.
+    """
+
+    def handle_api_error(error: ApiError) -> Response[str]:
+        metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
+        return error_response(error)
+
+    def handle_unknown_route(_: NotFoundError) -> Response[str]:
+        return handle_api_error(ApiError(404, "not_found", "no such route"))
+
+    def handle_unexpected(_: Exception) -> Response[str]:
+        metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
+        # The traceback goes to the logs only, never into the response.
+        logger.exception("unhandled error")
+        return error_response(ApiError(500, "internal_error", "internal error"))
+
+    app.not_found(handle_unknown_route)
+    app.exception_handler(ApiError)(handle_api_error)
+    app.exception_handler(Exception)(handle_unexpected)

@@ -21,14 +21,19 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runtime.agent import run_step
 from runtime.api_errors import ApiError, describe_validation_error
-from runtime.handlers.http import error_response, json_response, parse_json_object, raw_body
+from runtime.handlers.http import (
+    error_response,
+    json_response,
+    parse_json_object,
+    raw_body,
+    register_common_errors,
+)
 from runtime.llm.types import LLMError, LLMRateLimitedError, LLMTimeoutError
 from runtime.session_store import SessionConflictError, SessionTooLargeError
 from runtime.settings import RuntimeSettings
@@ -189,15 +194,6 @@ def get_session(session_id: str) -> Response[str]:
     )
 
 
-def _handle_api_error(error: ApiError) -> Response[str]:
-    metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
-    return error_response(error)
-
-
-def _handle_unknown_route(_: NotFoundError) -> Response[str]:
-    return _handle_api_error(ApiError(404, "not_found", "no such route"))
-
-
 def _handle_conflict(error: SessionConflictError) -> Response[str]:
     metrics.add_metric(name="SessionConflicts", unit=MetricUnit.Count, value=1)
     return error_response(ApiError(409, "conflict", str(error)))
@@ -239,22 +235,12 @@ def _handle_session_too_large(error: SessionTooLargeError) -> Response[str]:
     return error_response(ApiError(409, "session_too_large", str(error)))
 
 
-def _handle_unexpected(error: Exception) -> Response[str]:
-    metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
-    logger.exception("unhandled error")
-    return error_response(ApiError(500, "internal_error", "internal error"))
-
-
-# Registered by call: Powertools' decorators are untyped, which strict mypy rejects on a def.
-# The resolver picks the handler of the most specific class in the exception's MRO.
-app.not_found(_handle_unknown_route)
-app.exception_handler(ApiError)(_handle_api_error)
+register_common_errors(app, logger=logger, metrics=metrics)
 app.exception_handler(SessionConflictError)(_handle_conflict)
 app.exception_handler(SessionTooLargeError)(_handle_session_too_large)
 app.exception_handler(LLMTimeoutError)(_handle_llm_timeout)
 app.exception_handler(LLMRateLimitedError)(_handle_llm_rate_limited)
 app.exception_handler(LLMError)(_handle_llm_error)
-app.exception_handler(Exception)(_handle_unexpected)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

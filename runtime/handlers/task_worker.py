@@ -14,13 +14,8 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
 
+from runtime.handlers.sqs_batch import new_processor, partial_batch, remaining_seconds, run_record
 from runtime.settings import RuntimeSettings
 from runtime.tasks.queues import RetryLaterError
 from runtime.tasks.wiring import TaskClients
@@ -34,9 +29,7 @@ if TYPE_CHECKING:
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-# Report every failed record, even when all of a batch failed, rather than raising: the
-# response then names exactly the messages to retry, the same way for 1 failure or 10.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+processor = new_processor()
 
 
 @dataclass(frozen=True)
@@ -86,42 +79,30 @@ def set_dependencies(replacement: WorkerDependencies | None) -> None:
         _settings.cache_clear()
 
 
-def _remaining_seconds() -> float:
-    assert _context is not None
-    return float(_context.get_remaining_time_in_millis()) / 1000.0
-
-
 @tracer.capture_method(capture_response=False)
 def record_handler(record: SQSRecord) -> str:
     deps = dependencies()
-    receive_count = int(record.attributes.approximate_receive_count or 1)
-    try:
-        if _remaining_seconds() < deps.agent.settings.llm_request_timeout_seconds + (
-            LLM_SAFETY_MARGIN_SECONDS
-        ):
+
+    def work() -> str:
+        remaining = remaining_seconds(_context)
+        if remaining < deps.agent.settings.llm_request_timeout_seconds + LLM_SAFETY_MARGIN_SECONDS:
             # Earlier records of the batch used the time; this one waits for a fresh invocation
             # instead of starting a model call that cannot finish.
             raise RetryLaterError("not enough time left in this invocation", delay_seconds=0)
-        outcome = deps.worker.process(
+        return deps.worker.process(
             record.body,
-            receive_count=receive_count,
-            llm=DeadlineLLM(deps.agent.llm_factory, _remaining_seconds),
+            receive_count=int(record.attributes.approximate_receive_count or 1),
+            llm=DeadlineLLM(deps.agent.llm_factory, lambda: remaining_seconds(_context)),
         )
-    except RetryLaterError as exc:
-        deps.tasks.task_queue.change_visibility(record.receipt_handle, exc.delay_seconds)
-        metrics.add_metric(name="TaskRetries", unit=MetricUnit.Count, value=1)
-        logger.warning(
-            "task try failed; retrying",
-            extra={"message_id": record.message_id, "reason": str(exc), "receives": receive_count},
-        )
-        raise
-    except Exception:
-        metrics.add_metric(name="TaskRecordFailures", unit=MetricUnit.Count, value=1)
-        logger.exception("task record failed", extra={"message_id": record.message_id})
-        raise
-    metrics.add_metric(name=f"Tasks_{outcome}", unit=MetricUnit.Count, value=1)
-    logger.info("task record done", extra={"message_id": record.message_id, "outcome": outcome})
-    return outcome
+
+    return run_record(
+        record,
+        work,
+        queue=lambda: deps.tasks.task_queue,
+        kind="Task",
+        logger=logger,
+        metrics=metrics,
+    )
 
 
 @logger.inject_lambda_context
@@ -130,8 +111,4 @@ def record_handler(record: SQSRecord) -> str:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _context
     _context = context
-    return dict(
-        process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
-        )
-    )
+    return partial_batch(event, context, record_handler, processor)

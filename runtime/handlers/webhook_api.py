@@ -20,12 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from runtime.api_errors import ApiError
-from runtime.handlers.http import error_response, json_response, parse_json_object, raw_body
+from runtime.handlers.http import (
+    error_response,
+    json_response,
+    parse_json_object,
+    raw_body,
+    register_common_errors,
+)
 from runtime.tasks.ingress import TaskRequest, check_idempotency_key, submit_task
 from runtime.tasks.keys import SecretReadError
 from runtime.tasks.schema import TASK_ID_REGEX
@@ -163,15 +168,6 @@ def get_task(task_id: str) -> Response[str]:
     return json_response(200, task.public_view())
 
 
-def _handle_api_error(error: ApiError) -> Response[str]:
-    metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
-    return error_response(error)
-
-
-def _handle_unknown_route(_: NotFoundError) -> Response[str]:
-    return _handle_api_error(ApiError(404, "not_found", "no such route"))
-
-
 def _handle_busy(error: TaskStoreBusyError) -> Response[str]:
     logger.warning("task store busy", extra={"reason": str(error)})
     return error_response(ApiError(503, "busy", str(error), headers={"Retry-After": "2"}))
@@ -184,17 +180,9 @@ def _handle_secret(error: SecretReadError) -> Response[str]:
     )
 
 
-def _handle_unexpected(error: Exception) -> Response[str]:
-    metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
-    logger.exception("unhandled error")
-    return error_response(ApiError(500, "internal_error", "internal error"))
-
-
-app.not_found(_handle_unknown_route)
-app.exception_handler(ApiError)(_handle_api_error)
+register_common_errors(app, logger=logger, metrics=metrics)
 app.exception_handler(TaskStoreBusyError)(_handle_busy)
 app.exception_handler(SecretReadError)(_handle_secret)
-app.exception_handler(Exception)(_handle_unexpected)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from runtime.settings import SettingsError
+from runtime.settings import parse_environment
 
 
 class TaskSettings(BaseModel):
@@ -92,11 +92,4 @@ class TaskSettings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> TaskSettings:
-        try:
-            return cls.model_validate(dict(environ))
-        except ValidationError as exc:
-            lines = []
-            for err in exc.errors():
-                name = ".".join(str(part) for part in err["loc"]) or "environment"
-                lines.append(f"{name}: {err['msg']}")
-            raise SettingsError("invalid task environment: " + "; ".join(lines)) from None
+        return parse_environment(cls, environ, "task")

@@ -311,39 +311,33 @@ class TaskStore:
         Claimable: ``queued``; ``running`` whose lease expired (its worker died); ``failed`` with
         ``retryable`` (an operator redrove it from the DLQ). A finished task is ``done``.
         """
-        try:
-            response = self._client.update_item(
-                TableName=self._table,
-                Key={"pk": _s(task_key(task_id))},
-                UpdateExpression=(
-                    "SET #status = :running, lease_owner = :owner, lease_expires_at = :lease, "
-                    "started_at = :now, updated_at = :now, expires_at = :expires "
-                    "ADD runs :one"
-                ),
-                ConditionExpression=(
-                    "attribute_exists(pk) AND expires_at > :now AND ("
-                    "#status = :queued"
-                    " OR (#status = :running AND lease_expires_at < :now)"
-                    " OR (#status = :failed AND retryable = :true))"
-                ),
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":running": _s("running"),
-                    ":queued": _s("queued"),
-                    ":failed": _s("failed"),
-                    ":true": {"BOOL": True},
-                    ":owner": _s(owner),
-                    ":lease": _n(now + lease_seconds),
-                    ":now": _n(now),
-                    ":expires": _n(now + self._ttl),
-                    ":one": _n(1),
-                },
-                ReturnValues="ALL_NEW",
-            )
-            return Claim("claimed", _task_from_item(response["Attributes"]))
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
+        claimed = self._update(
+            task_id,
+            update=(
+                "SET #status = :running, lease_owner = :owner, lease_expires_at = :lease, "
+                "started_at = :now, updated_at = :now, expires_at = :expires ADD runs :one"
+            ),
+            condition=(
+                "attribute_exists(pk) AND expires_at > :now AND ("
+                "#status = :queued"
+                " OR (#status = :running AND lease_expires_at < :now)"
+                " OR (#status = :failed AND retryable = :true))"
+            ),
+            values={
+                ":running": _s("running"),
+                ":queued": _s("queued"),
+                ":failed": _s("failed"),
+                ":true": {"BOOL": True},
+                ":owner": _s(owner),
+                ":lease": _n(now + lease_seconds),
+                ":now": _n(now),
+                ":expires": _n(now + self._ttl),
+                ":one": _n(1),
+            },
+            names={"#status": "status"},
+        )
+        if claimed is not None:
+            return Claim("claimed", claimed)
         current = self.get(task_id, now=now)
         if current is None:
             return Claim("missing", None)
@@ -353,13 +347,17 @@ class TaskStore:
 
     def release(self, task_id: str, *, owner: str, error: str, now: int) -> bool:
         """Give the task back to the queue after a failed try, keeping why it failed."""
-        return self._owned_update(
-            task_id,
-            owner=owner,
-            now=now,
-            update="SET #status = :queued, last_error = :error, updated_at = :now "
-            "REMOVE lease_owner, lease_expires_at",
-            values={":queued": _s("queued"), ":error": _s(error[:1000])},
+        return (
+            self._owned_update(
+                task_id,
+                owner=owner,
+                now=now,
+                update="SET #status = :queued, last_error = :error, updated_at = :now "
+                "REMOVE lease_owner, lease_expires_at",
+                values={":queued": _s("queued"), ":error": _s(error[:1000])},
+                names={},
+            )
+            is not None
         )
 
     def complete(
@@ -410,12 +408,11 @@ class TaskStore:
             ]
             values.update({":pending": _s("pending"), ":one": _n(1), ":zero": _n(0)})
             removes += ["callback_last_error", "callback_lease_expires_at"]
-        update = "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes)
-        return self._owned_update_returning(
+        return self._owned_update(
             task_id,
             owner=owner,
             now=now,
-            update=update,
+            update="SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes),
             values=values,
             names={"#result": "result", "#error": "error"},
         )
@@ -428,64 +425,33 @@ class TaskStore:
         now: int,
         update: str,
         values: dict[str, AttributeValueTypeDef],
-    ) -> bool:
-        return (
-            self._owned_update_returning(
-                task_id, owner=owner, now=now, update=update, values=values, names={}
-            )
-            is not None
-        )
-
-    def _owned_update_returning(
-        self,
-        task_id: str,
-        *,
-        owner: str,
-        now: int,
-        update: str,
-        values: dict[str, AttributeValueTypeDef],
         names: dict[str, str],
     ) -> Task | None:
-        try:
-            response = self._client.update_item(
-                TableName=self._table,
-                Key={"pk": _s(task_key(task_id))},
-                UpdateExpression=update,
-                ConditionExpression="#status = :running AND lease_owner = :owner",
-                ExpressionAttributeNames={"#status": "status", **names},
-                ExpressionAttributeValues={
-                    **values,
-                    ":running": _s("running"),
-                    ":owner": _s(owner),
-                    ":now": _n(now),
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return None
-            raise
-        return _task_from_item(response["Attributes"])
+        """An update that only the holder of the task's live lease may make."""
+        return self._update(
+            task_id,
+            update=update,
+            condition="#status = :running AND lease_owner = :owner",
+            values={**values, ":running": _s("running"), ":owner": _s(owner), ":now": _n(now)},
+            names={"#status": "status", **names},
+        )
 
     def mark_callback_enqueued(self, task_id: str, *, event: int, now: int) -> None:
-        """``pending`` -> ``enqueued`` once the first callback message is on the queue."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"pk": _s(task_key(task_id))},
-                UpdateExpression="SET callback_status = :enqueued, updated_at = :now",
-                ConditionExpression="callback_status = :pending AND callback_event = :event",
-                ExpressionAttributeValues={
-                    ":enqueued": _s("enqueued"),
-                    ":pending": _s("pending"),
-                    ":event": _n(event),
-                    ":now": _n(now),
-                },
-            )
-        except ClientError as exc:
-            # Already moved on (a fast callback worker got there first): nothing to record.
-            if not _conditional_failed(exc):
-                raise
+        """``pending`` -> ``enqueued`` once the first callback message is on the queue.
+
+        A miss means a fast callback worker already moved it on: nothing to record.
+        """
+        self._update_if(
+            task_id,
+            update="SET callback_status = :enqueued, updated_at = :now",
+            condition="callback_status = :pending AND callback_event = :event",
+            values={
+                ":enqueued": _s("enqueued"),
+                ":pending": _s("pending"),
+                ":event": _n(event),
+                ":now": _n(now),
+            },
+        )
 
     # --- the callback worker --------------------------------------------------------------------
 
@@ -497,36 +463,28 @@ class TaskStore:
         Wins when the previous attempt finished (``callback_attempts == attempt - 1``), or when
         this same attempt was claimed by a worker that died (its lease expired).
         """
-        try:
-            response = self._client.update_item(
-                TableName=self._table,
-                Key={"pk": _s(task_key(task_id))},
-                UpdateExpression=(
-                    "SET callback_status = :delivering, callback_attempts = :attempt, "
-                    "callback_lease_expires_at = :lease, updated_at = :now"
-                ),
-                ConditionExpression=(
-                    "callback_event = :event AND callback_status IN (:s0, :s1, :s2, :s3) AND ("
-                    "callback_attempts = :previous"
-                    " OR (callback_attempts = :attempt AND callback_status = :delivering"
-                    " AND callback_lease_expires_at < :now))"
-                ),
-                ExpressionAttributeValues={
-                    ":delivering": _s("delivering"),
-                    ":attempt": _n(attempt),
-                    ":previous": _n(attempt - 1),
-                    ":event": _n(event),
-                    ":lease": _n(now + lease_seconds),
-                    ":now": _n(now),
-                    **{f":s{i}": _s(state) for i, state in enumerate(_OPEN_CALLBACK_STATES)},
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return None
-            raise
-        return _task_from_item(response["Attributes"])
+        return self._update(
+            task_id,
+            update=(
+                "SET callback_status = :delivering, callback_attempts = :attempt, "
+                "callback_lease_expires_at = :lease, updated_at = :now"
+            ),
+            condition=(
+                "callback_event = :event AND callback_status IN (:s0, :s1, :s2, :s3) AND ("
+                "callback_attempts = :previous"
+                " OR (callback_attempts = :attempt AND callback_status = :delivering"
+                " AND callback_lease_expires_at < :now))"
+            ),
+            values={
+                ":delivering": _s("delivering"),
+                ":attempt": _n(attempt),
+                ":previous": _n(attempt - 1),
+                ":event": _n(event),
+                ":lease": _n(now + lease_seconds),
+                ":now": _n(now),
+                **{f":s{i}": _s(state) for i, state in enumerate(_OPEN_CALLBACK_STATES)},
+            },
+        )
 
     def finish_callback_attempt(
         self,
@@ -552,44 +510,86 @@ class TaskStore:
         if error is not None:
             sets.append("callback_last_error = :error")
             values[":error"] = _s(error[:1000])
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"pk": _s(task_key(task_id))},
-                UpdateExpression="SET " + ", ".join(sets) + " REMOVE callback_lease_expires_at",
-                ConditionExpression=(
-                    "callback_event = :event AND callback_attempts = :attempt "
-                    "AND callback_status = :delivering"
-                ),
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
+        self._update_if(
+            task_id,
+            update="SET " + ", ".join(sets) + " REMOVE callback_lease_expires_at",
+            condition=(
+                "callback_event = :event AND callback_attempts = :attempt "
+                "AND callback_status = :delivering"
+            ),
+            values=values,
+        )
 
     def reopen_callback(self, task_id: str, *, event: int, now: int) -> bool:
         """A ``failed`` callback starts over (an operator redrove it); False if it is not failed."""
+        return self._update_if(
+            task_id,
+            update="SET callback_status = :retrying, callback_attempts = :zero, updated_at = :now",
+            condition="callback_event = :event AND callback_status = :failed",
+            values={
+                ":retrying": _s("retrying"),
+                ":failed": _s("failed"),
+                ":zero": _n(0),
+                ":event": _n(event),
+                ":now": _n(now),
+            },
+        )
+
+    def _update(
+        self,
+        task_id: str,
+        *,
+        update: str,
+        condition: str,
+        values: dict[str, AttributeValueTypeDef],
+        names: dict[str, str] | None = None,
+    ) -> Task | None:
+        """One conditional update; the task as written, or ``None`` if the condition failed."""
+        response = self._conditional_update(
+            task_id, update, condition, values, names, return_values="ALL_NEW"
+        )
+        return _task_from_item(response["Attributes"]) if response is not None else None
+
+    def _update_if(
+        self,
+        task_id: str,
+        *,
+        update: str,
+        condition: str,
+        values: dict[str, AttributeValueTypeDef],
+    ) -> bool:
+        """One conditional update whose result nobody reads (nothing sent back); did it apply?"""
+        return (
+            self._conditional_update(task_id, update, condition, values, None, return_values="NONE")
+            is not None
+        )
+
+    def _conditional_update(
+        self,
+        task_id: str,
+        update: str,
+        condition: str,
+        values: dict[str, AttributeValueTypeDef],
+        names: dict[str, str] | None,
+        *,
+        return_values: Literal["ALL_NEW", "NONE"],
+    ) -> dict[str, Any] | None:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"pk": _s(task_key(task_id))},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            "ReturnValues": return_values,
+        }
+        if names:
+            request["ExpressionAttributeNames"] = names
         try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"pk": _s(task_key(task_id))},
-                UpdateExpression=(
-                    "SET callback_status = :retrying, callback_attempts = :zero, updated_at = :now"
-                ),
-                ConditionExpression="callback_event = :event AND callback_status = :failed",
-                ExpressionAttributeValues={
-                    ":retrying": _s("retrying"),
-                    ":failed": _s("failed"),
-                    ":zero": _n(0),
-                    ":event": _n(event),
-                    ":now": _n(now),
-                },
-            )
+            return dict(self._client.update_item(**request))
         except ClientError as exc:
             if _conditional_failed(exc):
-                return False
+                return None
             raise
-        return True
 
     # --- endpoints that answered 410 Gone -------------------------------------------------------
 

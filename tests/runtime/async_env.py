@@ -36,6 +36,7 @@ from tests.runtime.conftest import (
     api_event,
     boto_session,
     create_session_table,
+    create_ttl_table,
 )
 
 if TYPE_CHECKING:
@@ -49,17 +50,7 @@ QUEUE_VISIBILITY_SECONDS = 30
 
 
 def create_task_table(client: DynamoDBClient, name: str = TASK_TABLE) -> str:
-    client.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-    )
-    client.update_time_to_live(
-        TableName=name,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
-    )
-    return name
+    return create_ttl_table(client, name, "pk")
 
 
 def create_queue_with_dlq(sqs: SQSClient, name: str) -> tuple[str, str]:

@@ -37,19 +37,23 @@ def mocked_aws(aws_env: None) -> Iterator[None]:
         yield
 
 
-def create_session_table(client: DynamoDBClient, name: str = TABLE_NAME) -> str:
-    """The table as the stack defines it: on-demand, string key ``session_id``, TTL on."""
+def create_ttl_table(client: DynamoDBClient, name: str, partition_key: str) -> str:
+    """A table as the stacks define theirs: on-demand, one string key, TTL on ``expires_at``."""
     client.create_table(
         TableName=name,
         BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "session_id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "session_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": partition_key, "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": partition_key, "KeyType": "HASH"}],
     )
     client.update_time_to_live(
         TableName=name,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
     )
     return name
+
+
+def create_session_table(client: DynamoDBClient, name: str = TABLE_NAME) -> str:
+    return create_ttl_table(client, name, "session_id")
 
 
 @cache
