@@ -7,9 +7,15 @@ PY := .venv/bin/python
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/.venv/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup synth test bench clean
+.PHONY: setup synth test bench clean redis-server
 
-setup: .venv/.installed .venv-checkov/.installed node_modules/.installed
+setup: .venv/.installed .venv-checkov/.installed node_modules/.installed redis-server
+
+# The Redis session store and container tests run against a real redis-server (Debian package).
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -q redis-server || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server; }; }
 
 .venv/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv .venv

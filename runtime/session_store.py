@@ -55,12 +55,22 @@ class SessionTooLargeError(Exception):
         self.limit_bytes = limit_bytes
 
 
+class SessionStoreUnavailableError(Exception):
+    """The store cannot be reached right now (network, failover, refused credentials).
+
+    Part of the contract so adapters handle every store alike: the HTTP adapters answer 503
+    (retry later), the task worker retries the task later. The message says what
+    failed and never includes a credential.
+    """
+
+
 class SessionStore(Protocol):
     """Get and save sessions with optimistic locking and a TTL.
 
     ``save`` with ``expected_version=0`` creates a session (and may replace an expired one);
     otherwise it succeeds only when the stored version still equals ``expected_version``.
     It returns the saved session, whose ``version`` is ``expected_version + 1``.
+    Either method may raise :class:`SessionStoreUnavailableError` when the backend is down.
     """
 
     def get(self, session_id: str) -> Session | None: ...

@@ -1,8 +1,12 @@
 """Runtime settings read from the environment, validated once at cold start.
 
-The CDK stack writes these variables (see ``stacks/serverless_agent_stack.py``); the container
-service of a later issue reads the same ones. A missing or malformed variable fails the cold
+The stacks write these variables (``stacks/shared.py``); the Lambda handlers, the container
+service and the queue worker read the same ones. A missing or malformed variable fails the cold
 start with one line per variable, not deep inside the first request.
+
+Secrets arrive one of two ways: as an ARN the runtime reads (and re-reads, so a rotated key is
+picked up without a restart: Lambda), or as a value the platform injects at start (ECS secrets:
+``LLM_API_KEY``, ``REDIS_PASSWORD``). Values are ``SecretStr``, so they never print.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 
 class SettingsError(Exception):
@@ -20,12 +24,19 @@ class SettingsError(Exception):
 class RuntimeSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    session_table_name: str = Field(min_length=3, alias="SESSION_TABLE_NAME")
+    # Where sessions live: DynamoDB (serverless, durable) or Redis (the container service's hot
+    # state, ElastiCache). Both give the same TTL and optimistic-locking contract.
+    session_store: Literal["dynamodb", "redis"] = Field(default="dynamodb", alias="SESSION_STORE")
+    session_table_name: str | None = Field(default=None, min_length=3, alias="SESSION_TABLE_NAME")
+    # redis:// or rediss:// (TLS, as ElastiCache with in-transit encryption requires).
+    redis_url: str | None = Field(default=None, pattern=r"^rediss?://[^\s]+$", alias="REDIS_URL")
+    redis_password: SecretStr | None = Field(default=None, alias="REDIS_PASSWORD")
     session_ttl_seconds: int = Field(ge=60, le=31_536_000, alias="SESSION_TTL_SECONDS")
     llm_provider: Literal["bedrock", "openai-compatible"] = Field(alias="LLM_PROVIDER")
     llm_model_id: str = Field(min_length=1, alias="LLM_MODEL_ID")
     llm_base_url: str | None = Field(default=None, alias="LLM_BASE_URL")
     llm_api_key_secret_arn: str | None = Field(default=None, alias="LLM_API_KEY_SECRET_ARN")
+    llm_api_key: SecretStr | None = Field(default=None, alias="LLM_API_KEY")
     llm_request_timeout_seconds: float = Field(gt=0, le=900, alias="LLM_REQUEST_TIMEOUT_SECONDS")
     llm_max_attempts: int = Field(ge=1, le=10, alias="LLM_MAX_ATTEMPTS")
     agent_max_iterations: int = Field(ge=1, le=50, alias="AGENT_MAX_ITERATIONS")
@@ -37,6 +48,12 @@ class RuntimeSettings(BaseModel):
     def _provider_needs(self) -> RuntimeSettings:
         if self.llm_provider == "openai-compatible" and not self.llm_base_url:
             raise ValueError("LLM_BASE_URL is required when LLM_PROVIDER is openai-compatible")
+        if self.llm_api_key is not None and self.llm_api_key_secret_arn is not None:
+            raise ValueError("set LLM_API_KEY or LLM_API_KEY_SECRET_ARN, not both")
+        if self.session_store == "dynamodb" and not self.session_table_name:
+            raise ValueError("SESSION_TABLE_NAME is required when SESSION_STORE is dynamodb")
+        if self.session_store == "redis" and not self.redis_url:
+            raise ValueError("REDIS_URL is required when SESSION_STORE is redis")
         return self
 
     @classmethod

@@ -35,14 +35,9 @@ class Dependencies:
 def build_dependencies(config: RuntimeSettings) -> Dependencies:
     import boto3
 
-    from runtime.dynamodb_store import DynamoDBSessionStore
     from runtime.llm.factory import build_llm_client
 
-    store = DynamoDBSessionStore(
-        config.session_table_name,
-        ttl_seconds=config.session_ttl_seconds,
-        client=boto3.client("dynamodb"),
-    )
+    store = build_session_store(config)
     secrets_client = (
         boto3.client("secretsmanager") if config.llm_api_key_secret_arn is not None else None
     )
@@ -56,8 +51,12 @@ def build_dependencies(config: RuntimeSettings) -> Dependencies:
 
     # One key cache per process: clients are built per model call (for the time budget), and
     # a cache per client would fetch the secret on every call.
-    api_key = None
-    if config.llm_api_key_secret_arn is not None:
+    api_key: Callable[[], str] | None = None
+    if config.llm_api_key is not None:
+        # Injected by the platform at start (ECS secrets); a rotation reaches it on restart.
+        static_key = config.llm_api_key.get_secret_value()
+        api_key = lambda: static_key  # noqa: E731 - a key provider is any callable
+    elif config.llm_api_key_secret_arn is not None:
         from runtime.llm.secrets import SecretCache
 
         api_key = SecretCache(config.llm_api_key_secret_arn, client=secrets_client)
@@ -75,6 +74,29 @@ def build_dependencies(config: RuntimeSettings) -> Dependencies:
 
     return Dependencies(
         settings=config, store=store, llm_factory=llm_factory, tools=default_registry()
+    )
+
+
+def build_session_store(config: RuntimeSettings) -> SessionStore:
+    """The session store ``SESSION_STORE`` names, with the configured TTL."""
+    if config.session_store == "redis":
+        from runtime.redis_store import RedisSessionStore
+
+        assert config.redis_url is not None  # the settings validator guarantees it
+        return RedisSessionStore.from_url(
+            config.redis_url,
+            password=config.redis_password.get_secret_value() if config.redis_password else None,
+            ttl_seconds=config.session_ttl_seconds,
+        )
+    import boto3
+
+    from runtime.dynamodb_store import DynamoDBSessionStore
+
+    assert config.session_table_name is not None  # the settings validator guarantees it
+    return DynamoDBSessionStore(
+        config.session_table_name,
+        ttl_seconds=config.session_ttl_seconds,
+        client=boto3.client("dynamodb"),
     )
 
 

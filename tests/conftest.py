@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.fakes.clock import FakeClock
+from tests.fakes.redis_server import RedisServer, running_redis
 
 AWS_TEST_REGION = "us-east-1"
 
@@ -22,3 +25,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the session; tests flush what they use (see fakes/redis_server)."""
+    with running_redis() as server:
+        yield server

@@ -218,6 +218,7 @@ def install_async_app(
     """Point the three handler modules at ``env`` and ``llm``; undo with :func:`uninstall`."""
     clients = env.clients(resolve=resolve)
     runtime_settings = RuntimeSettings.from_env(env.environ)
+    assert runtime_settings.session_table_name is not None  # the env sets SESSION_STORE=dynamodb
     sessions = DynamoDBSessionStore(
         runtime_settings.session_table_name,
         ttl_seconds=runtime_settings.session_ttl_seconds,
