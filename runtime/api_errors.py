@@ -6,7 +6,9 @@ JSON shape, ``{"error": {"code", "message"}}``, with the status and headers it c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -37,3 +39,24 @@ def describe_validation_error(exc: ValidationError) -> str:
         location = ".".join(str(part) for part in error["loc"]) or "body"
         parts.append(f"{location}: {error['msg']}")
     return "; ".join(parts)
+
+
+def parse_json_object(raw: bytes, *, max_body_bytes: int, what: str = "body") -> dict[str, Any]:
+    """The body as a JSON object, or a 413 / 400 that says what is wrong with it.
+
+    ``what`` names the payload in the messages (a WebSocket frame is not a body).
+    """
+    if len(raw) > max_body_bytes:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"the {what} is {len(raw)} bytes; the limit is {max_body_bytes}",
+        )
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        # ValueError covers both malformed JSON and bytes that are not UTF-8.
+        raise ApiError(400, "invalid_json", f"the {what} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "validation_error", f"{what}: must be a JSON object")
+    return data

@@ -15,6 +15,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from runtime.api_errors import ApiError
 
+# Re-exported: the body rules are framework-neutral (the container service uses them too), and
+# the Lambda handlers import every rendering helper from this module.
+from runtime.api_errors import parse_json_object as parse_json_object
+
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
@@ -45,24 +49,6 @@ def raw_body(event: APIGatewayProxyEvent) -> bytes:
         except (binascii.Error, ValueError):
             raise ApiError(400, "invalid_body", "the body is not valid base64") from None
     return body.encode("utf-8")
-
-
-def parse_json_object(raw: bytes, *, max_body_bytes: int) -> dict[str, Any]:
-    """The body as a JSON object, or a 413 / 400 that says what is wrong with it."""
-    if len(raw) > max_body_bytes:
-        raise ApiError(
-            413,
-            "payload_too_large",
-            f"the body is {len(raw)} bytes; the limit is {max_body_bytes}",
-        )
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        # ValueError covers both malformed JSON and bytes that are not UTF-8.
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "validation_error", "body: must be a JSON object")
-    return data
 
 
 def register_common_errors(

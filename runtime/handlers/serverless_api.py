@@ -7,15 +7,16 @@ fresh TTL (:func:`runtime.agent.run_step`). Routes::
     GET  /sessions/{session_id}
 
 Every error is ``{"error": {"code", "message"}}`` with a meaningful status; stack traces only go
-to the logs. boto3, httpx, the DynamoDB store and the LLM factory are imported on the first
-request, inside :func:`dependencies`, so the cold start only loads what the handler itself needs.
+to the logs. The request rules and the error mapping are :mod:`runtime.sessions_api`'s, shared
+with the container service; this module adds Powertools' logs, metrics and tracing. boto3, httpx,
+the DynamoDB store and the LLM factory are imported on the first request, inside
+:func:`dependencies`, so the cold start only loads what the handler itself needs.
 Tests swap the dependencies with :func:`set_dependencies`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -23,19 +24,27 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runtime.agent import run_step
-from runtime.api_errors import ApiError, describe_validation_error
 from runtime.handlers.http import (
     error_response,
     json_response,
-    parse_json_object,
     raw_body,
     register_common_errors,
 )
 from runtime.llm.types import LLMError, LLMRateLimitedError, LLMTimeoutError
-from runtime.session_store import SessionConflictError, SessionTooLargeError
+from runtime.session_store import (
+    SessionConflictError,
+    SessionStoreUnavailableError,
+    SessionTooLargeError,
+)
+from runtime.sessions_api import (
+    check_session_id,
+    parse_step_request,
+    session_response,
+    step_failure,
+    step_response,
+)
 from runtime.settings import RuntimeSettings
 from runtime.wiring import (
     DeadlineLLM,
@@ -44,18 +53,12 @@ from runtime.wiring import (
 )
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayRestResolver()
-
-SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
-# Providers' rate windows are short; a fixed hint keeps clients from hammering without a number
-# the LLM client does not expose.
-RATE_LIMIT_RETRY_AFTER_SECONDS = 10
 
 _dependencies: Dependencies | None = None
 
@@ -84,39 +87,6 @@ def set_dependencies(replacement: Dependencies | None) -> None:
         settings.cache_clear()
 
 
-class StepRequest(BaseModel):
-    # strict: "3" or true is not a version, and a typo'd field name must not be silently ignored.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    message: str = Field(min_length=1)
-    expected_version: int | None = Field(default=None, ge=0)
-
-
-def _check_session_id(session_id: str) -> None:
-    if SESSION_ID_PATTERN.fullmatch(session_id) is None:
-        raise ApiError(
-            400,
-            "invalid_session_id",
-            "session_id must be 1-128 characters of letters, digits and _ . : - "
-            "starting with a letter or digit",
-        )
-
-
-def _parse_step_request(event: APIGatewayProxyEvent, config: RuntimeSettings) -> StepRequest:
-    data = parse_json_object(raw_body(event), max_body_bytes=config.max_body_bytes)
-    try:
-        request = StepRequest.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(400, "validation_error", describe_validation_error(exc)) from None
-    if len(request.message) > config.max_message_chars:
-        raise ApiError(
-            400,
-            "validation_error",
-            f"message: must be at most {config.max_message_chars} characters",
-        )
-    return request
-
-
 def _remaining_seconds() -> float:
     return float(app.lambda_context.get_remaining_time_in_millis()) / 1000.0
 
@@ -124,9 +94,13 @@ def _remaining_seconds() -> float:
 @app.post("/sessions/<session_id>/messages")
 @tracer.capture_method(capture_response=False)
 def post_message(session_id: str) -> Response[str]:
-    _check_session_id(session_id)
+    check_session_id(session_id)
     deps = dependencies()
-    request = _parse_step_request(app.current_event, deps.settings)
+    request = parse_step_request(
+        raw_body(app.current_event),
+        max_body_bytes=deps.settings.max_body_bytes,
+        max_message_chars=deps.settings.max_message_chars,
+    )
     result = run_step(
         store=deps.store,
         llm=DeadlineLLM(deps.llm_factory, _remaining_seconds),
@@ -157,87 +131,57 @@ def post_message(session_id: str) -> Response[str]:
             "tools": [call.name for call in result.tool_calls],
         },
     )
-    return json_response(
-        200,
-        {
-            "session_id": result.session_id,
-            "output": result.output,
-            "version": result.version,
-            "iterations": result.iterations,
-            "stop_reason": result.stop_reason,
-            "usage": {
-                "input_tokens": result.usage.input_tokens,
-                "output_tokens": result.usage.output_tokens,
-            },
-        },
-    )
+    return json_response(200, step_response(result))
 
 
 @app.get("/sessions/<session_id>")
 @tracer.capture_method(capture_response=False)
 def get_session(session_id: str) -> Response[str]:
-    _check_session_id(session_id)
+    check_session_id(session_id)
     session = dependencies().store.get(session_id)
     metrics.add_metric(name="SessionReads", unit=MetricUnit.Count, value=1)
-    if session is None:
-        raise ApiError(404, "not_found", f"session {session_id!r} does not exist or has expired")
-    return json_response(
-        200,
-        {
-            "session_id": session.session_id,
-            "version": session.version,
-            "messages": [message.to_dict() for message in session.messages],
-            "created_at": session.created_at,
-            "updated_at": session.updated_at,
-            "expires_at": session.expires_at,
-        },
-    )
+    return json_response(200, session_response(session, session_id))
 
 
 def _handle_conflict(error: SessionConflictError) -> Response[str]:
     metrics.add_metric(name="SessionConflicts", unit=MetricUnit.Count, value=1)
-    return error_response(ApiError(409, "conflict", str(error)))
+    return error_response(step_failure(error))
 
 
 def _handle_llm_timeout(error: LLMTimeoutError) -> Response[str]:
     metrics.add_metric(name="LLMTimeouts", unit=MetricUnit.Count, value=1)
     logger.warning("model call timed out", extra={"reason": str(error)})
-    return error_response(
-        ApiError(504, "llm_timeout", "the model did not answer in time; the session is unchanged")
-    )
+    return error_response(step_failure(error))
 
 
 def _handle_llm_rate_limited(error: LLMRateLimitedError) -> Response[str]:
     metrics.add_metric(name="LLMRateLimited", unit=MetricUnit.Count, value=1)
     logger.warning("model rate limited", extra={"reason": str(error)})
-    return error_response(
-        ApiError(
-            503,
-            "llm_rate_limited",
-            "the model provider is rate limiting requests; retry later",
-            headers={"Retry-After": str(RATE_LIMIT_RETRY_AFTER_SECONDS)},
-        )
-    )
+    return error_response(step_failure(error))
 
 
 def _handle_llm_error(error: LLMError) -> Response[str]:
     metrics.add_metric(name="LLMErrors", unit=MetricUnit.Count, value=1)
     logger.error("model call failed", extra={"reason": str(error)})
-    return error_response(
-        ApiError(502, "llm_error", "the model provider failed; the session is unchanged")
-    )
+    return error_response(step_failure(error))
 
 
 def _handle_session_too_large(error: SessionTooLargeError) -> Response[str]:
-    # 409, not 413: the request is fine, the stored session has no room for another turn.
     metrics.add_metric(name="SessionTooLarge", unit=MetricUnit.Count, value=1)
     logger.warning("session too large", extra={"reason": str(error)})
-    return error_response(ApiError(409, "session_too_large", str(error)))
+    return error_response(step_failure(error))
+
+
+def _handle_store_unavailable(error: SessionStoreUnavailableError) -> Response[str]:
+    metrics.add_metric(name="SessionStoreUnavailable", unit=MetricUnit.Count, value=1)
+    logger.error("session store unavailable", extra={"reason": str(error)})
+    return error_response(step_failure(error))
 
 
 register_common_errors(app, logger=logger, metrics=metrics)
 app.exception_handler(SessionConflictError)(_handle_conflict)
 app.exception_handler(SessionTooLargeError)(_handle_session_too_large)
+app.exception_handler(SessionStoreUnavailableError)(_handle_store_unavailable)
 app.exception_handler(LLMTimeoutError)(_handle_llm_timeout)
 app.exception_handler(LLMRateLimitedError)(_handle_llm_rate_limited)
 app.exception_handler(LLMError)(_handle_llm_error)

@@ -1,0 +1,117 @@
+"""``python -m runtime.service``: the health check, the worker hand-off, start-up errors, logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import types
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from runtime.service.__main__ import EXIT_CONFIG_ERROR, main
+from runtime.service.server import JsonFormatter
+from tests.fakes.memory_store import InMemorySessionStore
+from tests.service.conftest import RUNTIME_ENV, script, scripted_dependencies, serve
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_healthcheck_exits_0_when_the_service_answers(store: InMemorySessionStore) -> None:
+    with serve(scripted_dependencies(script(), store)) as service:
+        code = main(["healthcheck"], environ={"SERVICE_PORT": str(service.port)})
+
+    assert code == 0
+
+
+def test_healthcheck_exits_1_when_nothing_listens(
+    store: InMemorySessionStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serve(scripted_dependencies(script(), store)) as service:
+        port = service.port
+    # The service has stopped: its port refuses connections.
+
+    code = main(["healthcheck", "--timeout", "1"], environ={"SERVICE_PORT": str(port)})
+
+    assert code == 1
+    assert capsys.readouterr().err.startswith(f"unhealthy: http://127.0.0.1:{port}/healthz:")
+
+
+def test_worker_hands_its_arguments_to_the_queue_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[Sequence[str] | None] = []
+
+    def worker_main(argv: Sequence[str] | None = None) -> int:
+        received.append(argv)
+        return 7
+
+    fake = types.ModuleType("runtime.queue_worker")
+    fake.main = worker_main  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "runtime.queue_worker", fake)
+
+    assert main(["worker", "--once", "tasks"]) == 7
+    assert received == [["--once", "tasks"]]
+
+
+def test_serve_refuses_to_start_on_a_bad_environment_with_one_json_line() -> None:
+    env = {**RUNTIME_ENV, "SERVICE_DRAIN_SECONDS": "40", "PATH": ""}
+    del env["LLM_MODEL_ID"]
+
+    run = subprocess.run(
+        [sys.executable, "-m", "runtime.service", "serve"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert run.returncode == EXIT_CONFIG_ERROR, run.stderr
+    (line,) = run.stdout.splitlines()
+    record = json.loads(line)
+    assert (record["level"], record["message"]) == ("ERROR", "invalid configuration")
+    assert "LLM_MODEL_ID: Field required" in record["reason"]
+    assert (
+        "SERVICE_DRAIN_SECONDS (40) must be below SERVICE_STOP_TIMEOUT_SECONDS" in record["reason"]
+    )
+
+
+def test_json_log_records_carry_extras_and_access_fields() -> None:
+    formatter = JsonFormatter()
+    step = logging.LogRecord(
+        "runtime.service", logging.INFO, __file__, 1, "agent step done", None, None
+    )
+    step.session_id = "s-1"
+    access = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("10.0.0.7:5123", "POST", "/sessions/s-1/messages", "1.1", 200),
+        None,
+    )
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = logging.LogRecord(
+            "runtime.service", logging.ERROR, __file__, 1, "failed", None, sys.exc_info()
+        )
+
+    step_entry = json.loads(formatter.format(step))
+    access_entry = json.loads(formatter.format(access))
+    failed_entry = json.loads(formatter.format(failed))
+
+    assert step_entry["message"] == "agent step done"
+    assert step_entry["session_id"] == "s-1"
+    assert step_entry["level"] == "INFO"
+    assert access_entry["message"] == '10.0.0.7:5123 - "POST /sessions/s-1/messages HTTP/1.1" 200'
+    assert (access_entry["method"], access_entry["path"], access_entry["status"]) == (
+        "POST",
+        "/sessions/s-1/messages",
+        200,
+    )
+    assert "ValueError: boom" in failed_entry["exception"]
