@@ -6,8 +6,11 @@ accepts only a fixed set of retention periods, Lambda memory is 128-10240 MB.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from datetime import datetime
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AnyHttpUrl,
@@ -31,6 +34,24 @@ SQS_MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200
 # QUEUE_VISIBILITY_TIMEOUT_FACTOR, which builds the queue (config never imports CDK; a test checks
 # that the two agree).
 SQS_VISIBILITY_TIMEOUT_FACTOR = 6
+
+# Fargate's task sizes: CPU units and the memory (MiB) each allows. ECS refuses other pairs at
+# deploy time, after the stack has started updating; the config refuses them at synth.
+FARGATE_MEMORY_BY_CPU: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4097, 1024)),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16_385, 1024)),
+    4096: tuple(range(8192, 30_721, 1024)),
+    8192: tuple(range(16_384, 61_441, 4096)),
+    16_384: tuple(range(32_768, 122_881, 8192)),
+}
+# ECS waits at most this long between SIGTERM and SIGKILL on Fargate (stopTimeout's maximum).
+FARGATE_MAX_STOP_TIMEOUT_SECONDS = 120
+# The container's stop timeout is its drain time plus this margin (logs flushed, process exit).
+CONTAINER_STOP_MARGIN_SECONDS = 10
+# The runtime's own limit (runtime/service/settings.py, SERVICE_MAX_CONCURRENT_SESSIONS).
+SERVICE_MAX_CONCURRENT_SESSIONS = 10_000
 
 # The values CloudWatch Logs accepts for RetentionInDays.
 LOG_RETENTION_DAYS = (
@@ -321,6 +342,239 @@ class WebhookConfig(_Strict):
         )
 
 
+# --- container pattern (stacks/container_agent_stack.py) ------------------------------------------
+
+# Application Auto Scaling's schedule expressions: cron with six fields, or a one-time at().
+_CRON = re.compile(r"^cron\(\S+( \S+){5}\)$")
+_AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
+# An image reference pinned to something: registry/repository with a tag, a digest, or both.
+_IMAGE_URI = re.compile(
+    r"^(?P<repository>[a-z0-9][a-z0-9.-]*(:[0-9]+)?(/[a-z0-9][a-z0-9._/-]*)+)"
+    r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?(@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+# A private ECR repository: reachable through the ECR VPC endpoints without internet egress.
+ECR_IMAGE_URI = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/")
+
+
+def _fargate_size(cpu: int, memory_mib: int) -> None:
+    allowed = FARGATE_MEMORY_BY_CPU.get(cpu)
+    if allowed is None:
+        raise ValueError(
+            f"cpu must be one of Fargate's sizes: {', '.join(map(str, FARGATE_MEMORY_BY_CPU))}"
+        )
+    if memory_mib not in allowed:
+        choices = (
+            ", ".join(map(str, allowed))
+            if len(allowed) <= 4
+            else f"{allowed[0]}-{allowed[-1]} in steps of {allowed[1] - allowed[0]}"
+        )
+        raise ValueError(f"memory_mib {memory_mib} is not a Fargate size for cpu {cpu}: {choices}")
+
+
+class ScalingWindow(_Strict):
+    """One scheduled action: from ``cron`` on, the capacity bounds are ``min``-``max``.
+
+    An action holds until the next one runs, so a window is usually two entries: one that raises
+    the bounds (weekday mornings) and one that restores them (evenings).
+    """
+
+    # Also the construct id of the scheduled action.
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
+    # cron(minutes hours day-of-month month day-of-week year), or at(yyyy-mm-ddThh:mm:ss).
+    cron: str
+    min_capacity: int = Field(ge=0, le=1000)
+    max_capacity: int = Field(ge=1, le=1000)
+    # IANA time zone the expression is read in.
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _schedule_expression(cls, value: str) -> str:
+        at = _AT.match(value)
+        if at is not None:
+            try:
+                datetime.fromisoformat(at.group(1))
+            except ValueError:
+                raise ValueError(f"{value!r} is not a valid date and time") from None
+            return value
+        if not _CRON.match(value):
+            raise ValueError(
+                "must be an Application Auto Scaling schedule: cron(minutes hours day-of-month "
+                "month day-of-week year), e.g. cron(0 8 ? * MON-FRI *), or at(2030-01-31T08:00:00)"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as UTC or Europe/Berlin") from None
+        return value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScalingWindow:
+        if self.min_capacity > self.max_capacity:
+            raise ValueError("min_capacity cannot exceed max_capacity")
+        return self
+
+
+class ContainerServiceConfig(_Strict):
+    """The ALB-fronted Fargate service (HTTP and WebSocket sessions)."""
+
+    cpu: int = 512
+    memory_mib: int = 1024
+    # Autoscaling owns the task count between these; the template sets no desired count, so a
+    # deploy never resets a scaled-out service (registering the bounds lifts it to min_capacity).
+    # At least 1: the load balancer needs a target.
+    min_capacity: int = Field(default=2, ge=1, le=1000)
+    max_capacity: int = Field(default=10, ge=1, le=1000)
+    # Target tracking: average CPU and memory utilization (%), and ALB requests per task a minute.
+    cpu_target_percent: int = Field(default=60, ge=10, le=90)
+    memory_target_percent: int = Field(default=70, ge=10, le=90)
+    requests_per_target: int = Field(default=600, ge=1, le=1_000_000)
+    scheduled_scaling: tuple[ScalingWindow, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ContainerServiceConfig:
+        _fargate_size(self.cpu, self.memory_mib)
+        if self.min_capacity > self.max_capacity:
+            raise ValueError("min_capacity cannot exceed max_capacity")
+        names = [window.name for window in self.scheduled_scaling]
+        if len(set(names)) != len(names):
+            raise ValueError(f"scheduled_scaling names must be unique; got {names}")
+        for window in self.scheduled_scaling:
+            if window.min_capacity < 1:
+                raise ValueError(
+                    f"scheduled_scaling {window.name}: min_capacity must be at least 1, or the "
+                    f"load balancer is left without a target"
+                )
+        return self
+
+
+class ContainerWorkerConfig(_Strict):
+    """The queue worker service: runs the async stack's tasks, scaled on the queue's backlog."""
+
+    cpu: int = 512
+    memory_mib: int = 1024
+    # 0 lets an idle worker service cost nothing; the first queued task starts one again.
+    min_capacity: int = Field(default=1, ge=0, le=1000)
+    max_capacity: int = Field(default=10, ge=1, le=1000)
+    # Target of messages waiting per running task; agent tasks take minutes, so keep it small.
+    backlog_per_task: int = Field(default=2, ge=1, le=1000)
+    # How long a held message stays hidden; the worker renews it while the task runs, so this is
+    # how soon a crashed worker's task is picked up again, not a limit on the task's duration.
+    visibility_seconds: int = Field(default=60, ge=10, le=SQS_MAX_VISIBILITY_TIMEOUT_SECONDS)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ContainerWorkerConfig:
+        _fargate_size(self.cpu, self.memory_mib)
+        if self.min_capacity > self.max_capacity:
+            raise ValueError("min_capacity cannot exceed max_capacity")
+        return self
+
+
+class RedisConfig(_Strict):
+    """ElastiCache for the service's sessions: TLS, AUTH, encrypted at rest, private subnets."""
+
+    # valkey: the open-source fork ElastiCache prices about 20% below redis for the same node.
+    engine: Literal["valkey", "redis"] = "valkey"
+    node_type: str = Field(default="cache.t4g.small", pattern=r"^cache\.[a-z0-9]+\.[a-z0-9]+$")
+    # Read replicas in other AZs; with at least one, Multi-AZ automatic failover is on.
+    num_replicas: int = Field(default=1, ge=0, le=5)
+    # Daily snapshots kept this many days (0: none).
+    snapshot_retention_days: int = Field(default=7, ge=0, le=35)
+
+
+class ContainerConfig(_Strict):
+    """The container pattern: VPC, ALB, Fargate service and worker, ElastiCache sessions."""
+
+    # At most one per AZ. 0: no internet egress at all; the tasks reach AWS through VPC
+    # endpoints, so the model must be Bedrock (see DeploymentConfig's checks).
+    nat_gateways: int = Field(default=2, ge=0, le=3)
+    # Subnets in this many AZs (2 or 3). Stacks are environment-agnostic, so the AZs are the
+    # region's first ones, chosen at deploy time; 3 needs a region with three AZs.
+    max_azs: int = Field(default=2, ge=2, le=3)
+    # Graviton (arm64) costs about 20% less; the image is built for this platform at deploy.
+    architecture: Literal["arm64", "x86_64"] = "arm64"
+    # ACM certificate for the load balancer's domain: HTTPS on 443, and HTTP 80 redirects to it.
+    # Without one the load balancer listens on plain HTTP 80 (development only).
+    certificate_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$",
+    )
+    # Who may connect to the load balancer (IPv4 CIDRs). The service has no authentication of
+    # its own: narrow this, or put authentication in front, before real users arrive.
+    ingress_cidrs: tuple[str, ...] = Field(default=("0.0.0.0/0",), min_length=1)
+    # A pre-built image (tag or digest, never "latest"); unset: the repository's Dockerfile,
+    # built and pushed by `cdk deploy` (which then needs Docker).
+    image_uri: str | None = None
+    # After SIGTERM: in-flight steps finish, WebSockets close. The container's stop timeout is
+    # this plus 10 s, within Fargate's 120 s; the target group's deregistration delay equals it.
+    drain_seconds: int = Field(
+        default=30, ge=1, le=FARGATE_MAX_STOP_TIMEOUT_SECONDS - CONTAINER_STOP_MARGIN_SECONDS
+    )
+    # WebSocket ping interval; the load balancer's idle timeout must be longer.
+    ws_heartbeat_seconds: int = Field(default=20, ge=1, le=3600)
+    alb_idle_timeout_seconds: int = Field(default=120, ge=1, le=4000)
+    # Per task: HTTP steps in flight plus open WebSockets; beyond it the service answers 503.
+    max_concurrent_sessions: int = Field(default=100, ge=1, le=SERVICE_MAX_CONCURRENT_SESSIONS)
+    service: ContainerServiceConfig = ContainerServiceConfig()
+    worker: ContainerWorkerConfig = ContainerWorkerConfig()
+    redis: RedisConfig = RedisConfig()
+
+    @field_validator("ingress_cidrs")
+    @classmethod
+    def _ipv4_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            try:
+                network = ipaddress.IPv4Network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{cidr!r} is not an IPv4 network such as 203.0.113.0/24"
+                ) from None
+            if str(network) != cidr:
+                raise ValueError(f"{cidr!r} has host bits set; did you mean {network}?")
+        return value
+
+    @field_validator("image_uri")
+    @classmethod
+    def _pinned_image(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        match = _IMAGE_URI.match(value)
+        if match is None or not (match.group("tag") or match.group("digest")):
+            raise ValueError(
+                "must be registry/repository:tag or registry/repository@sha256:<digest>, e.g. "
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com/agent:1.4.2"
+            )
+        if match.group("tag") == "latest" and not match.group("digest"):
+            raise ValueError("must not use the tag 'latest': pin a version or a digest")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ContainerConfig:
+        if self.nat_gateways > self.max_azs:
+            raise ValueError(
+                f"nat_gateways ({self.nat_gateways}) cannot exceed max_azs ({self.max_azs}): "
+                f"there is at most one NAT gateway per AZ"
+            )
+        if self.ws_heartbeat_seconds >= self.alb_idle_timeout_seconds:
+            raise ValueError(
+                f"alb_idle_timeout_seconds ({self.alb_idle_timeout_seconds}) must be greater "
+                f"than ws_heartbeat_seconds ({self.ws_heartbeat_seconds}), or the load balancer "
+                f"closes idle WebSockets between heartbeats; raise the timeout or lower the "
+                f"heartbeat"
+            )
+        return self
+
+    @property
+    def stop_timeout_seconds(self) -> int:
+        """The containers' stop timeout: the drain plus a margin, at most Fargate's 120 s."""
+        return self.drain_seconds + CONTAINER_STOP_MARGIN_SECONDS
+
+
 class DeploymentConfig(_Strict):
     """One agent deployment. ``name`` prefixes stack ids; tags land on every resource."""
 
@@ -338,6 +592,8 @@ class DeploymentConfig(_Strict):
     # The asynchronous pattern; its defaults need nothing from the yaml (secret names derive
     # from ``name``), so a config written before the pattern existed stays valid.
     webhook: WebhookConfig = WebhookConfig()
+    # The container pattern; like webhook, its defaults need nothing from the yaml.
+    container: ContainerConfig = ContainerConfig()
     tags: dict[
         Annotated[str, StringConstraints(min_length=1, max_length=128)],
         Annotated[str, StringConstraints(max_length=256)],
@@ -379,6 +635,7 @@ class DeploymentConfig(_Strict):
                 else None,
             ),
         ]
+        self._container_fits()
         given = [(field, value) for field, value in names if value is not None]
         for i, (field, value) in enumerate(given):
             for other, other_value in given[i + 1 :]:
@@ -388,6 +645,34 @@ class DeploymentConfig(_Strict):
                         f"unique per account and region, so give each secret its own name"
                     )
         return self
+
+    def _container_fits(self) -> None:
+        container = self.container
+        if container.nat_gateways == 0 and self.llm.provider == "openai-compatible":
+            raise ValueError(
+                f"container.nat_gateways is 0, so the tasks have no route to the internet, but "
+                f"llm.provider openai-compatible calls {self.llm.base_url} there. Set "
+                f"container.nat_gateways to 1 or more, or use llm.provider bedrock (reached "
+                f"through a VPC endpoint). Tasks with public IPs are not offered: they would be "
+                f"addressable from the internet"
+            )
+        if (
+            container.nat_gateways == 0
+            and container.image_uri is not None
+            and not ECR_IMAGE_URI.match(container.image_uri)
+        ):
+            raise ValueError(
+                "container.nat_gateways is 0, so the tasks can pull images only from private ECR "
+                "(through its VPC endpoints); copy container.image_uri into an ECR repository or "
+                "set container.nat_gateways to 1 or more"
+            )
+        if container.alb_idle_timeout_seconds <= self.llm.request_timeout_seconds:
+            raise ValueError(
+                f"container.alb_idle_timeout_seconds ({container.alb_idle_timeout_seconds}) must "
+                f"be greater than llm.request_timeout_seconds ({self.llm.request_timeout_seconds:g}"
+                f"): an HTTP step sends nothing while the model thinks, and the load balancer "
+                f"would cut it"
+            )
 
     @property
     def callback_signing_secret_name(self) -> str:

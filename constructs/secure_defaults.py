@@ -6,10 +6,14 @@ security posture of everything this repository deploys. Each value says why it i
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy, Size
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 
 # The newest Python runtime CDK offers: longest support window; cdk-nag's AwsSolutions-L1 asks.
@@ -79,3 +83,87 @@ API_LOGGING_LEVEL = apigw.MethodLoggingLevel.INFO
 API_DATA_TRACE = False
 # The stage name appears in the URL; "v1" leaves room for a later incompatible API.
 API_STAGE_NAME = "v1"
+
+# --- container pattern ----------------------------------------------------------------------------
+
+# The VPC's address range; SERVICE_FORWARDED_ALLOW_IPS trusts X-Forwarded-* only from inside it
+# (the load balancer's nodes). /16 leaves room for every subnet tier in up to three AZs.
+VPC_CIDR = "10.0.0.0/16"
+# Subnet tiers: public (load balancer, NAT gateways), app (tasks; routed to a NAT gateway, or
+# isolated when there is none), data (ElastiCache; never a route out, whatever the NAT setting).
+PUBLIC_SUBNET_MASK = 24
+APP_SUBNET_MASK = 20
+DATA_SUBNET_MASK = 24
+# Every ENI here gets its own security group, so the default group has no members. Closing it
+# would take CDK's custom-resource Lambda (Node.js, an AWS-managed policy), whose own security
+# exceptions would outweigh closing a group that nothing joins.
+RESTRICT_DEFAULT_SECURITY_GROUP = False
+# VPC flow logs: all traffic (accepted and rejected) to a KMS-encrypted log group.
+FLOW_LOG_TRAFFIC = "ALL"
+# Gateway endpoints cost nothing and keep DynamoDB and S3 (ECR image layers) traffic off the NAT
+# gateway's per-GB charge; every VPC gets them.
+GATEWAY_ENDPOINTS = (ec2.GatewayVpcEndpointAwsService.DYNAMODB, ec2.GatewayVpcEndpointAwsService.S3)
+# Without a NAT gateway, the AWS APIs the tasks (and Fargate, for them) call: image pulls, logs,
+# secrets at start, the task queue. Bedrock's runtime is added when it is the model provider.
+NAT_LESS_INTERFACE_ENDPOINTS = (
+    ec2.InterfaceVpcEndpointAwsService.ECR,
+    ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+    ec2.InterfaceVpcEndpointAwsService.SQS,
+)
+BEDROCK_INTERFACE_ENDPOINT = ec2.InterfaceVpcEndpointAwsService.BEDROCK_RUNTIME
+
+# Container Insights: per-task CPU and memory, and the RunningTaskCount the worker scales on.
+CONTAINER_INSIGHTS = ecs.ContainerInsights.ENABLED
+# The image's non-root user (Dockerfile: USER 10001); the task definition repeats it, so an
+# image built elsewhere cannot run as root either.
+CONTAINER_USER = "10001"
+# Root filesystem read-only; the one writable path is an ephemeral volume at /tmp.
+CONTAINER_READONLY_ROOT = True
+CONTAINER_SCRATCH_PATH = "/tmp"  # noqa: S108 - a per-task volume, not a shared host directory
+# A minimal init as PID 1: forwards SIGTERM to the app and reaps zombies.
+CONTAINER_INIT_PROCESS = True
+# The service listens here (Dockerfile EXPOSE, ServiceSettings' default).
+CONTAINER_PORT = 8080
+# One command line for the image, the task definitions and the tests (tests/infra checks the
+# Dockerfile's CMD against SERVICE_COMMAND).
+SERVICE_COMMAND = ("python", "-m", "runtime.service", "serve")
+WORKER_COMMAND = ("python", "-m", "runtime.service", "worker")
+HEALTHCHECK_COMMAND = ("python", "-m", "runtime.service", "healthcheck")
+# Logs never block the app: when CloudWatch is slow, up to this much is buffered, then dropped.
+LOG_DRIVER_MODE = ecs.AwsLogDriverMode.NON_BLOCKING
+LOG_DRIVER_BUFFER = Size.mebibytes(25)
+# Deployments: never below the running count, new tasks first; a deployment whose tasks keep
+# failing stops and rolls back to the last one that worked.
+DEPLOYMENT_MIN_HEALTHY_PERCENT = 100
+DEPLOYMENT_MAX_PERCENT = 200
+DEPLOYMENT_CIRCUIT_BREAKER = ecs.DeploymentCircuitBreaker(enable=True, rollback=True)
+# Time for a new task to start before the load balancer's health checks count.
+HEALTH_CHECK_GRACE_PERIOD = Duration.seconds(60)
+# The load balancer's target health check: liveness only (readiness would take every task out
+# when Redis blips, and nothing could serve the 503 that explains it).
+TARGET_HEALTH_CHECK_PATH = "/healthz"
+TARGET_HEALTH_CHECK_INTERVAL = Duration.seconds(15)
+TARGET_HEALTH_CHECK_TIMEOUT = Duration.seconds(5)
+# Target tracking cooldowns: scale out fast, scale in slowly (a scale-in drains WebSockets).
+SCALE_OUT_COOLDOWN = Duration.seconds(60)
+SCALE_IN_COOLDOWN = Duration.seconds(300)
+# HTTPS listener policy: TLS 1.3 and 1.2 with forward-secret ciphers only, plus post-quantum key
+# exchange for clients that offer it.
+ALB_SSL_POLICY = elbv2.SslPolicy.TLS13_12_RES_PQ
+# Requests with header fields the load balancer cannot parse are dropped, not passed on.
+ALB_DROP_INVALID_HEADERS = True
+# ALB access logs land in S3 with S3-managed keys: the only encryption ALB log delivery supports.
+ACCESS_LOG_ENCRYPTION = s3.BucketEncryption.S3_MANAGED
+# Access logs are audit evidence, and the load balancer writes until it is gone: the bucket is
+# always retained; its lifecycle rule expires logs, so a bucket left behind empties itself.
+ACCESS_LOG_REMOVAL_POLICY = RemovalPolicy.RETAIN
+
+# ElastiCache: the newest major version of each engine.
+CACHE_ENGINE_VERSIONS = {"valkey": "8.0", "redis": "7.1"}
+CACHE_PORT = 6379
+# The AUTH token: 64 letters and digits (ElastiCache refuses /, " and @; punctuation also breaks
+# URLs and shells), generated by Secrets Manager and never in the template.
+CACHE_AUTH_TOKEN_LENGTH = 64
+CACHE_AUTH_TOKEN_EXCLUDE_PUNCTUATION = True

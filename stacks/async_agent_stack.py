@@ -394,6 +394,9 @@ class AsyncAgentStack(Stack):
         self.session_table = sessions.table
         self.task_queue = task_queue
         self.callback_queue = callback_queue
+        # The container worker reads these ARNs too (stacks/container_agent_stack.py).
+        self.signing_secret = signing_secret
+        self.inbound_secret = inbound_secret
         self.ingress, self.worker, self.callback_worker = ingress, worker, callback_worker
         api_url = self.api.api.url
         CfnOutput(self, "WebhookUrl", value=f"{api_url}webhook", description="POST a task here")

@@ -13,6 +13,7 @@ from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
 from config.model import DeploymentConfig
 from stacks.async_agent_stack import AsyncAgentStack
+from stacks.container_agent_stack import ContainerAgentStack, TaskPipeline
 from stacks.serverless_agent_stack import ServerlessAgentStack
 
 
@@ -29,13 +30,28 @@ def build_deployment(app: App, config: DeploymentConfig) -> list[Stack]:
         else None
     )
     serverless = ServerlessAgentStack(app, stack_id(config, "serverless"), config=config, env=env)
-    stacks: list[Stack] = [
-        serverless,
-        # The serverless stack owns the LLM key secret; the async stack reads it by name.
-        AsyncAgentStack(
-            app, stack_id(config, "async"), config=config, llm_secret_stack=serverless, env=env
+    # The serverless stack owns the LLM key secret; the async stack reads it by name.
+    tasks = AsyncAgentStack(
+        app, stack_id(config, "async"), config=config, llm_secret_stack=serverless, env=env
+    )
+    container = ContainerAgentStack(
+        app,
+        stack_id(config, "container"),
+        config=config,
+        # The worker runs the async stack's tasks; ECS takes the LLM key by its complete ARN.
+        tasks=TaskPipeline(
+            task_table=tasks.task_table,
+            session_table=tasks.session_table,
+            task_queue=tasks.task_queue.queue,
+            callback_queue=tasks.callback_queue.queue,
+            callback_dlq=tasks.callback_queue.dlq,
+            signing_secret=tasks.signing_secret,
+            inbound_secret=tasks.inbound_secret,
         ),
-    ]
+        llm_secret=serverless.llm_secret,
+        env=env,
+    )
+    stacks: list[Stack] = [serverless, tasks, container]
     for stack in stacks:
         for key, value in sorted(config.tags.items()):
             Tags.of(stack).add(key, value)

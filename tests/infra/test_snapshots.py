@@ -59,3 +59,11 @@ def test_async_template_snapshot(
 ) -> None:
     template = synth.template(config_name, "async")
     assert normalise(template) == snapshot(extension_class=JSONSnapshotExtension)
+
+
+@pytest.mark.parametrize("config_name", [c.name for c in all_configs()])
+def test_container_template_snapshot(
+    synth: Synthesized, snapshot: SnapshotAssertion, config_name: str
+) -> None:
+    template = synth.template(config_name, "container")
+    assert normalise(template) == snapshot(extension_class=JSONSnapshotExtension)

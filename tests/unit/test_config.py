@@ -318,3 +318,217 @@ def test_dev_and_prod_webhook_settings() -> None:
     for webhook in (dev, prod):
         assert webhook.inbound_signature is None
         assert webhook.callback.allow_http_loopback is False
+
+
+# --- container pattern ----------------------------------------------------------------------------
+
+BEDROCK = {
+    "provider": "bedrock",
+    "model_id": "anthropic.claude-3-5-haiku-20241022-v1:0",
+    "base_url": None,
+    "api_key_secret_name": None,
+}
+ECR_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/agent:1.4.2"
+
+
+def window(**changes: Any) -> dict[str, Any]:
+    return {"name": "business-hours", "cron": "cron(0 8 ? * MON-FRI *)", "min_capacity": 2,
+            "max_capacity": 6, **changes}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"container": {"nat_gateways": 0}},
+            "container.nat_gateways is 0, so the tasks have no route to the internet, but "
+            "llm.provider openai-compatible calls https://api.openai.com/v1 there. Set "
+            "container.nat_gateways to 1 or more, or use llm.provider bedrock",
+        ),
+        (
+            {"container": {"nat_gateways": 3}},
+            "container: nat_gateways (3) cannot exceed max_azs (2): there is at most one NAT",
+        ),
+        ({"container": {"max_azs": 1}}, "container.max_azs: Input should be greater than or equal"),
+        (
+            {"container": {"ws_heartbeat_seconds": 120}},
+            "container: alb_idle_timeout_seconds (120) must be greater than ws_heartbeat_seconds "
+            "(120), or the load balancer closes idle WebSockets between heartbeats",
+        ),
+        (
+            {"container": {"alb_idle_timeout_seconds": 10, "ws_heartbeat_seconds": 5}},
+            "container.alb_idle_timeout_seconds (10) must be greater than "
+            "llm.request_timeout_seconds (15): an HTTP step sends nothing while the model thinks",
+        ),
+        (
+            {"container": {"drain_seconds": 111}},
+            "container.drain_seconds: Input should be less than or equal to 110",
+        ),
+        (
+            {"container": {"max_concurrent_sessions": 10_001}},
+            "container.max_concurrent_sessions: Input should be less than or equal to 10000",
+        ),
+        (
+            {"container": {"service": {"cpu": 300}}},
+            "container.service: cpu must be one of Fargate's sizes: 256, 512, 1024",
+        ),
+        (
+            {"container": {"service": {"cpu": 256, "memory_mib": 4096}}},
+            "container.service: memory_mib 4096 is not a Fargate size for cpu 256: 512, 1024, 2048",
+        ),
+        (
+            {"container": {"worker": {"cpu": 1024, "memory_mib": 1000}}},
+            "container.worker: memory_mib 1000 is not a Fargate size for cpu 1024: 2048-8192 in "
+            "steps of 1024",
+        ),
+        (
+            {"container": {"service": {"min_capacity": 0}}},
+            "container.service.min_capacity: Input should be greater than or equal to 1",
+        ),
+        (
+            {"container": {"service": {"min_capacity": 3}}},
+            "container.service: min_capacity cannot exceed max_capacity",
+        ),
+        (
+            {"container": {"worker": {"min_capacity": 3}}},
+            "container.worker: min_capacity cannot exceed max_capacity",
+        ),
+        (
+            {"container": {"worker": {"backlog_per_task": 0}}},
+            "container.worker.backlog_per_task: Input should be greater than or equal to 1",
+        ),
+        (
+            {"container": {"service": {"scheduled_scaling": [window(cron="0 8 * * *")]}}},
+            "container.service.scheduled_scaling.0.cron: must be an Application Auto Scaling "
+            "schedule: cron(minutes hours day-of-month month day-of-week year)",
+        ),
+        (
+            {"container": {"service": {"scheduled_scaling": [window(cron="cron(0 8 * * *)")]}}},
+            "container.service.scheduled_scaling.0.cron: must be an Application Auto Scaling",
+        ),
+        (
+            {
+                "container": {
+                    "service": {"scheduled_scaling": [window(cron="at(2030-02-30T08:00:00)")]}
+                }
+            },
+            "container.service.scheduled_scaling.0.cron: 'at(2030-02-30T08:00:00)' is not a valid "
+            "date and time",
+        ),
+        (
+            {"container": {"service": {"scheduled_scaling": [window(timezone="Mars/Olympus")]}}},
+            "container.service.scheduled_scaling.0.timezone: must be an IANA time zone",
+        ),
+        (
+            {"container": {"service": {"scheduled_scaling": [window(min_capacity=7)]}}},
+            "container.service.scheduled_scaling.0: min_capacity cannot exceed max_capacity",
+        ),
+        (
+            {"container": {"service": {"scheduled_scaling": [window(min_capacity=0)]}}},
+            "container.service: scheduled_scaling business-hours: min_capacity must be at least 1",
+        ),
+        (
+            {"container": {"service": {"scheduled_scaling": [window(), window()]}}},
+            "container.service: scheduled_scaling names must be unique",
+        ),
+        (
+            {
+                "container": {
+                    "image_uri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/agent:latest"
+                }
+            },
+            "container.image_uri: must not use the tag 'latest': pin a version or a digest",
+        ),
+        (
+            {"container": {"image_uri": "ghcr.io/example/agent"}},
+            "container.image_uri: must be registry/repository:tag or "
+            "registry/repository@sha256:<digest>",
+        ),
+        (
+            {"container": {"certificate_arn": "arn:aws:iam::123456789012:server-certificate/x"}},
+            "container.certificate_arn: String should match pattern",
+        ),
+        (
+            {"container": {"ingress_cidrs": ["10.1.2.3/8"]}},
+            "container.ingress_cidrs: '10.1.2.3/8' has host bits set; did you mean 10.0.0.0/8?",
+        ),
+        (
+            {"container": {"ingress_cidrs": ["office"]}},
+            "container.ingress_cidrs: 'office' is not an IPv4 network such as 203.0.113.0/24",
+        ),
+        (
+            {"container": {"ingress_cidrs": []}},
+            "container.ingress_cidrs: Tuple should have at least",
+        ),
+        (
+            {"container": {"redis": {"engine": "memcached"}}},
+            "container.redis.engine: Input should be 'valkey' or 'redis'",
+        ),
+        (
+            {"container": {"redis": {"num_replicas": 6}}},
+            "container.redis.num_replicas: Input should be less than or equal to 5",
+        ),
+        (
+            {"container": {"redis": {"node_type": "t4g.micro"}}},
+            "container.redis.node_type: String should match pattern",
+        ),
+        ({"container": {"nat": 1}}, "container.nat: unknown setting"),
+    ],
+)
+def test_bad_container_values_give_one_line_naming_the_field(
+    tmp_path: Path, change: dict[str, Any], expected: str
+) -> None:
+    problems = problems_for(tmp_path, merged(base(), change))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{tmp_path / 'bad.yaml'}: ")
+    assert expected in problems[0], problems[0]
+
+
+def test_without_nat_the_model_and_the_image_must_be_reachable_through_endpoints(
+    tmp_path: Path,
+) -> None:
+    bedrock = merged(base(), {"llm": BEDROCK, "container": {"nat_gateways": 0}})
+    assert load_config_file(write(tmp_path, bedrock, "ok.yaml")).container.nat_gateways == 0
+    assert (
+        load_config_file(
+            write(tmp_path, merged(bedrock, {"container": {"image_uri": ECR_IMAGE}}), "ecr.yaml")
+        ).container.image_uri
+        == ECR_IMAGE
+    )
+    [problem] = problems_for(
+        tmp_path, merged(bedrock, {"container": {"image_uri": "ghcr.io/example/agent:1.0"}})
+    )
+    assert (
+        "container.nat_gateways is 0, so the tasks can pull images only from private ECR "
+        "(through its VPC endpoints)" in problem
+    )
+
+
+def test_a_config_without_a_container_section_gets_production_defaults(tmp_path: Path) -> None:
+    data = base()
+    del data["container"]
+    container = load_config_file(write(tmp_path, data, "old.yaml")).container
+    assert (container.nat_gateways, container.max_azs) == (2, 2)
+    assert container.certificate_arn is None and container.image_uri is None
+    assert container.alb_idle_timeout_seconds > container.ws_heartbeat_seconds
+    # Stop timeout = drain + 10 s, within Fargate's 120 s.
+    assert container.stop_timeout_seconds == container.drain_seconds + 10 <= 120
+    assert (container.redis.engine, container.redis.num_replicas) == ("valkey", 1)
+    assert container.service.min_capacity >= 2  # two AZs, one task each
+    assert container.worker.min_capacity == 1
+
+
+def test_dev_and_prod_container_settings() -> None:
+    dev, prod = load_config("dev"), load_config("prod")
+    # dev calls an OpenAI-compatible model on the internet: one NAT gateway is the cheapest egress
+    # (six interface endpoints in two AZs would cost more, and cannot reach the model anyway).
+    assert dev.llm.provider == "openai-compatible" and dev.container.nat_gateways == 1
+    assert dev.container.redis.num_replicas == 0
+    assert dev.container.worker.min_capacity == 0
+    # prod: a NAT gateway and a task per AZ, a replica to fail over to.
+    assert prod.container.nat_gateways == prod.container.max_azs == 3
+    assert prod.container.service.min_capacity >= prod.container.max_azs
+    assert prod.container.redis.num_replicas >= 1
+    assert prod.container.redis.snapshot_retention_days > 0
+    for config in (dev, prod):
+        assert config.container.image_uri is None  # built from the Dockerfile at deploy
