@@ -504,8 +504,11 @@ class ContainerConfig(_Strict):
         default=None,
         pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$",
     )
-    # Who may connect to the load balancer (IPv4 CIDRs). The service has no authentication of
-    # its own: narrow this, or put authentication in front, before real users arrive.
+    # Plain HTTP without a certificate: development only. The service's bearer token would cross
+    # the network in clear text, so without certificate_arn this must be set explicitly.
+    allow_plain_http: bool = False
+    # Who may connect to the load balancer (IPv4 CIDRs). Every request also needs the service's
+    # bearer token (runtime/service/auth.py); narrowing this keeps scanners off the endpoint.
     ingress_cidrs: tuple[str, ...] = Field(default=("0.0.0.0/0",), min_length=1)
     # A pre-built image (tag or digest, never "latest"); unset: the repository's Dockerfile,
     # built and pushed by `cdk deploy` (which then needs Docker).
@@ -555,6 +558,12 @@ class ContainerConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ContainerConfig:
+        if self.certificate_arn is None and not self.allow_plain_http:
+            raise ValueError(
+                "certificate_arn is required: clients send the service's bearer token, which "
+                "must not cross the network in clear text; for development only, set "
+                "allow_plain_http: true instead"
+            )
         if self.nat_gateways > self.max_azs:
             raise ValueError(
                 f"nat_gateways ({self.nat_gateways}) cannot exceed max_azs ({self.max_azs}): "
@@ -593,7 +602,8 @@ class DeploymentConfig(_Strict):
     # from ``name``), so a config written before the pattern existed stays valid.
     webhook: WebhookConfig = WebhookConfig()
     # The container pattern; like webhook, its defaults need nothing from the yaml.
-    container: ContainerConfig = ContainerConfig()
+    # Required: it decides whether the service may run without TLS (see allow_plain_http).
+    container: ContainerConfig
     tags: dict[
         Annotated[str, StringConstraints(min_length=1, max_length=128)],
         Annotated[str, StringConstraints(max_length=256)],

@@ -69,6 +69,9 @@ QUEUE_VISIBILITY_TIMEOUT_FACTOR = 6
 DLQ_ALARM_THRESHOLD = 1
 DLQ_ALARM_PERIOD = Duration.minutes(1)
 
+# The container service's bearer token: 48 letters and digits (285 bits), usable as a WebSocket
+# subprotocol value, which browsers use to send it (runtime/service/auth.py).
+SERVICE_TOKEN_LENGTH = 48
 # Generated signing secrets: 48 letters and digits are 285 bits of entropy and valid base64, the
 # form Standard Webhooks expects a secret in; no punctuation to mangle in shells and headers.
 SIGNING_SECRET_LENGTH = 48

@@ -38,6 +38,7 @@ from constructs.secure_defaults import (
     HEALTHCHECK_COMMAND,
     NAT_LESS_INTERFACE_ENDPOINTS,
     SERVICE_COMMAND,
+    SERVICE_TOKEN_LENGTH,
     WORKER_COMMAND,
 )
 from constructs.session_cache import SessionCache, SessionCacheProps
@@ -183,6 +184,19 @@ class ContainerAgentStack(Stack):
             else None
         )
         llm_secrets = {"LLM_API_KEY": ecs.Secret.from_secrets_manager(llm_key)} if llm_key else {}
+        # The bearer token every request to the service needs (runtime/service/auth.py): the
+        # load balancer is reachable from container.ingress_cidrs, and an open agent endpoint
+        # runs up model bills for anyone who finds it. Give it to first-party clients.
+        self.service_token = secretsmanager.Secret(
+            self,
+            "ServiceAuthToken",
+            description=f"{config.name}: bearer token for the agent service (HTTP and WebSocket)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=SERVICE_TOKEN_LENGTH, exclude_punctuation=True
+            ),
+            encryption_key=data_key,
+            removal_policy=removal,
+        )
         stop_timeout = Duration.seconds(container.stop_timeout_seconds)
 
         def task(
@@ -218,7 +232,11 @@ class ContainerAgentStack(Stack):
                 **agent_environment(config, redis_url=cache.url, llm_secret_arn=None),
                 **service_environment(config, stop_timeout_seconds=container.stop_timeout_seconds),
             },
-            {**llm_secrets, "REDIS_PASSWORD": ecs.Secret.from_secrets_manager(cache.auth_secret)},
+            {
+                **llm_secrets,
+                "REDIS_PASSWORD": ecs.Secret.from_secrets_manager(cache.auth_secret),
+                "SERVICE_AUTH_TOKEN": ecs.Secret.from_secrets_manager(self.service_token),
+            },
             "service (HTTP and WebSocket sessions)",
             port=CONTAINER_PORT, health_check=HEALTHCHECK_COMMAND,
         )  # fmt: skip
@@ -352,6 +370,13 @@ class ContainerAgentStack(Stack):
         self._acknowledge(config, service_task, worker_task, cache)
 
         CfnOutput(self, "ServiceUrl", value=self.service.url, description="the agent service")
+        CfnOutput(
+            self,
+            "ServiceAuthTokenArn",
+            value=self.service_token.secret_arn,
+            description="the bearer token clients send (Authorization: Bearer, or WebSocket "
+            "subprotocols bearer + token)",
+        )
         CfnOutput(self, "ClusterName", value=cluster.cluster_name)
         CfnOutput(self, "ServiceName", value=self.service.service.service_name)
         CfnOutput(self, "WorkerServiceName", value=self.worker.service.service_name)
@@ -472,6 +497,13 @@ class ContainerAgentStack(Stack):
             )
             for check in ("CKV_AWS_2", "CKV_AWS_103"):
                 skip_checkov(self.service.listener, check, plain_reason)
+        acknowledge_nag(
+            self.service_token,
+            "AwsSolutions-SMG4",
+            "a shared bearer token held by first-party clients: rotating it means handing the "
+            "new one to them and redeploying the service; the rotation Lambda with an overlap "
+            "window arrives with the operations issue (#7)",
+        )
         acknowledge_nag(
             cache.auth_secret,
             "AwsSolutions-SMG4",

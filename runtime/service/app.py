@@ -49,6 +49,7 @@ from starlette.websockets import WebSocketDisconnect
 from runtime.agent import StepResult, run_step
 from runtime.api_errors import ApiError
 from runtime.llm.types import LLMError, LLMRateLimitedError, LLMTimeoutError
+from runtime.service.auth import BearerAuth
 from runtime.service.lifecycle import Drain, Lease, SessionLimiter
 from runtime.service.settings import ServiceSettings
 from runtime.service.streaming import (
@@ -221,6 +222,8 @@ def create_app(
     )
     app.state.service = state
     _register_error_handlers(app)
+    if settings.auth_token is not None:
+        app.add_middleware(BearerAuth, token=settings.auth_token.get_secret_value())
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

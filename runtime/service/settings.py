@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from runtime.settings import parse_environment
 
@@ -61,6 +61,9 @@ class ServiceSettings(BaseModel):
     forwarded_allow_ips: str = Field(
         default="127.0.0.1", min_length=1, alias="SERVICE_FORWARDED_ALLOW_IPS"
     )
+    # The bearer token every request but the probes needs (runtime.service.auth); the stack
+    # injects it as an ECS secret. Unset only for local development.
+    auth_token: SecretStr | None = Field(default=None, min_length=16, alias="SERVICE_AUTH_TOKEN")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", alias="SERVICE_LOG_LEVEL"
     )

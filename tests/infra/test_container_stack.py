@@ -481,10 +481,17 @@ def test_secrets_arrive_as_ecs_secrets_never_in_the_environment(
     text = json.dumps(lay.template)
     assert '"SecretString"' not in text
     assert not re.search(r"sk-[A-Za-z0-9]{8,}", text)
-    [auth_secret] = ids_of_type(lay.template, "AWS::SecretsManager::Secret")
+    secret_ids = ids_of_type(lay.template, "AWS::SecretsManager::Secret")
+    [auth_secret] = [i for i in secret_ids if i.startswith("SessionCacheAuthToken")]
+    [service_token] = [i for i in secret_ids if i.startswith("ServiceAuthToken")]
     generated = lay.props(auth_secret)["GenerateSecretString"]
     assert generated == {"ExcludePunctuation": True, "PasswordLength": 64}
-    assert "KmsKeyId" in lay.props(auth_secret)
+    assert lay.props(service_token)["GenerateSecretString"] == {
+        "ExcludePunctuation": True,
+        "PasswordLength": 48,
+    }
+    for secret in (auth_secret, service_token):
+        assert "KmsKeyId" in lay.props(secret)
     for task in (lay.service_task, lay.worker_task):
         definition = lay.container(task)
         assert not [n for n in _environment(definition) if _SECRET_NAMES.search(n)], task
@@ -495,6 +502,8 @@ def test_secrets_arrive_as_ecs_secrets_never_in_the_environment(
             assert owner["StackName"] == f"{name}-serverless"
         if task == lay.service_task:
             assert secrets.pop("REDIS_PASSWORD") == {"Ref": auth_secret}
+            # Every request but the probes needs this token (runtime/service/auth.py).
+            assert secrets.pop("SERVICE_AUTH_TOKEN") == {"Ref": service_token}
         assert secrets == {}
     # The replication group reads the token through a dynamic reference at deploy time.
     token = json.dumps(lay.props(lay.cache)["AuthToken"])
@@ -713,7 +722,7 @@ def test_each_role_gets_only_what_it_uses(layouts: dict[str, Layout], name: str)
         ]
         expected = [
             *(["PublishOutputRefLlmApiKey"] if config.llm.api_key_secret_name else []),
-            *(["SessionCacheAuthToken"] if task == lay.service_task else []),
+            *(["SessionCacheAuthToken", "ServiceAuthToken"] if task == lay.service_task else []),
         ]
         assert len(secrets) == len(expected), task
         assert all(any(e in s for s in secrets) for e in expected), secrets
@@ -773,7 +782,8 @@ def test_the_container_stack_depends_on_the_stacks_it_reads(synth: Synthesized) 
 def test_outputs(synth: Synthesized, name: str) -> None:
     outputs = synth.template(name, "container")["Outputs"]
     assert {
-        "ServiceUrl", "ClusterName", "ServiceName", "WorkerServiceName", "AccessLogBucketName",
+        "ServiceUrl", "ServiceAuthTokenArn", "ClusterName", "ServiceName", "WorkerServiceName",
+        "AccessLogBucketName",
     } <= set(outputs)  # fmt: skip
     scheme = "https://" if CONFIGS[name].container.certificate_arn else "http://"
     assert json.dumps(outputs["ServiceUrl"]["Value"]).startswith(f'{{"Fn::Join": ["", ["{scheme}')
@@ -836,7 +846,11 @@ def test_every_container_gets_the_environment_the_runtime_validates(
     service_definition = lay.container(lay.service_task)
     worker_definition = lay.container(lay.worker_task)
     # ECS injects the secrets as variables of the same names; placeholders stand in here.
-    injected = {"LLM_API_KEY": "placeholder", "REDIS_PASSWORD": "placeholder"}
+    injected = {
+        "LLM_API_KEY": "placeholder",
+        "REDIS_PASSWORD": "placeholder",
+        "SERVICE_AUTH_TOKEN": "placeholder-token-0123456789",
+    }
 
     def environment(definition: dict[str, Any]) -> dict[str, str]:
         plain = {key: _plain(value) for key, value in _environment(definition).items()}
@@ -857,6 +871,7 @@ def test_every_container_gets_the_environment_the_runtime_validates(
     assert service.drain_seconds == container.drain_seconds
     assert service.stop_timeout_seconds == service_definition["StopTimeout"]
     assert service.max_concurrent_sessions == container.max_concurrent_sessions
+    assert service.auth_token is not None
     assert service.forwarded_allow_ips == VPC_CIDR
     url = _environment(service_definition)["REDIS_URL"]
     assert refers_to(url, lay.cache)

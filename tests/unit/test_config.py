@@ -504,10 +504,19 @@ def test_without_nat_the_model_and_the_image_must_be_reachable_through_endpoints
     )
 
 
-def test_a_config_without_a_container_section_gets_production_defaults(tmp_path: Path) -> None:
+def test_a_container_section_needs_tls_or_an_explicit_plain_http_opt_in(tmp_path: Path) -> None:
+    """The service's bearer token must not cross the network in clear text by default."""
     data = base()
     del data["container"]
-    container = load_config_file(write(tmp_path, data, "old.yaml")).container
+    [missing] = problems_for(tmp_path, data)
+    assert missing.endswith("bad.yaml: container: required setting is missing")
+    data["container"] = {}
+    [problem] = problems_for(tmp_path, data)
+    assert "container: certificate_arn is required" in problem
+    assert "allow_plain_http: true" in problem
+    data["container"] = {"allow_plain_http": True}
+    container = load_config_file(write(tmp_path, data, "plain.yaml")).container
+    # Otherwise production defaults.
     assert (container.nat_gateways, container.max_azs) == (2, 2)
     assert container.certificate_arn is None and container.image_uri is None
     assert container.alb_idle_timeout_seconds > container.ws_heartbeat_seconds
