@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import functools
 import math
+import queue
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Final, TypeVar
@@ -52,11 +53,22 @@ _END: Final = _End()
 
 
 class StepThreads:
-    """Counts the step threads still running, so the process can wait for them before it exits."""
+    """The step threads: a pool of daemon workers, and a count of the steps still running.
 
-    def __init__(self) -> None:
+    A pool, not a thread per step: ``Thread.start`` blocks its caller until the new thread has
+    started, which on the event loop stalled every request (the service benchmark's profile:
+    a quarter of the loop's time). Workers are daemon threads (see the module docstring), made
+    when no idle one is left and retired after ``idle_seconds`` without work, so a burst does
+    not leave its threads behind for good.
+    """
+
+    def __init__(self, *, idle_seconds: float = 60.0) -> None:
         self._running = 0
+        # Workers waiting for work and not yet promised to a submitted step.
+        self._idle_workers = 0
         self._idle = threading.Condition()
+        self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle_seconds = idle_seconds
 
     @property
     def running(self) -> int:
@@ -69,11 +81,44 @@ class StepThreads:
         with self._idle:
             return self._idle.wait_for(lambda: self._running == 0, timeout=wait)
 
-    def _started(self) -> None:
+    def submit(self, work: Callable[[], None], *, name: str = "agent-step") -> None:
+        """Run ``work`` on an idle worker, or on a new one when none is idle.
+
+        ``work`` counts as running until it calls :meth:`finished` (a step does so before it
+        hands its result to the loop, so whoever sees the result also sees the count drop).
+        """
         with self._idle:
             self._running += 1
+            spawn = self._idle_workers == 0
+            if not spawn:
+                self._idle_workers -= 1  # promised: that worker takes this item
+        self._work.put(work)
+        if spawn:
+            try:
+                threading.Thread(target=self._worker, name=name, daemon=True).start()
+            except BaseException:
+                with self._idle:
+                    self._running -= 1
+                    self._idle.notify_all()
+                raise
 
-    def _finished(self) -> None:
+    def _worker(self) -> None:
+        while True:
+            try:
+                work = self._work.get(timeout=self._idle_seconds)
+            except queue.Empty:
+                with self._idle:
+                    if self._idle_workers > 0:
+                        # Nothing is promised to this worker: it may retire.
+                        self._idle_workers -= 1
+                        return
+                continue  # an item was promised to an idle worker: this one takes it
+            work()
+            with self._idle:
+                self._idle_workers += 1
+
+    def finished(self) -> None:
+        """A submitted piece of work is done (see :meth:`submit`)."""
         with self._idle:
             self._running -= 1
             self._idle.notify_all()
@@ -110,13 +155,8 @@ class StepStream:
         self._result: StepResult | None = None
         self._error: BaseException | None = None
         self._on_finished: list[Callable[[], None]] = []
-        threads._started()
-        try:
-            # A daemon thread: see the module docstring ("Threads do not hold up the exit").
-            threading.Thread(target=self._run, name=name, daemon=True).start()
-        except BaseException:
-            threads._finished()
-            raise
+        # A daemon worker: see the module docstring ("Threads do not hold up the exit").
+        threads.submit(self._run, name=name)
 
     @property
     def done(self) -> bool:
@@ -167,7 +207,7 @@ class StepStream:
         except BaseException as exc:  # every outcome crosses to the loop; none is lost here
             error = exc
         finally:
-            self._threads._finished()
+            self._threads.finished()
         self._to_loop(self._finish, result, error)
 
     def _emit(self, event: AgentEvent) -> None:

@@ -143,7 +143,10 @@ def test_step_threads_do_not_hold_up_an_exit() -> None:
     started = time.monotonic()
     assert not threads.wait_idle(0.1)
     assert time.monotonic() - started < 1.0
-    assert [t.daemon for t in threading.enumerate() if t.name == "agent-step"] == [True]
+    # Pool workers (this test's and earlier ones' idle workers) are all daemon threads.
+    workers = [t for t in threading.enumerate() if t.name == "agent-step"]
+    assert workers
+    assert all(t.daemon for t in workers)
     release.set()
     assert threads.wait_idle(WAIT)
 
@@ -158,3 +161,26 @@ def test_in_daemon_thread_returns_or_raises() -> None:
         return await in_daemon_thread(lambda: threading.current_thread().daemon and 42)
 
     assert asyncio.run(scenario()) == 42
+
+
+def test_steps_reuse_an_idle_worker_and_idle_workers_retire() -> None:
+    """A pool, not a thread per step (starting a thread blocks the event loop); a burst's
+    workers do not stay forever."""
+    threads = StepThreads(idle_seconds=0.2)
+    idents: list[int] = []
+
+    def step(sink: EventSink) -> StepResult:
+        idents.append(threading.get_ident())
+        return emitting(0)(sink)
+
+    async def scenario() -> None:
+        for _ in range(3):
+            await StepStream(step, threads=threads).result()
+
+    asyncio.run(scenario())
+    assert len(idents) == 3
+    assert len(set(idents)) == 1
+    deadline = time.monotonic() + WAIT
+    while any(t.ident == idents[0] for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the idle worker never retired"
+        time.sleep(0.05)
