@@ -804,37 +804,13 @@ def build_consumers(
     lease_by_queue: dict[QueueName, float] = {}
     handlers: dict[QueueName, Handler] = {}
     if "task" in consumed:
-        from runtime.tasks.worker import AgentOptions, TaskWorker
         from runtime.wiring import build_dependencies
 
         agent = build_dependencies(RuntimeSettings.from_env(environ))
-        worker = TaskWorker(
-            store=clients.store,
-            sessions=agent.store,
-            tools=agent.tools,
-            callback_queue=clients.callback_queue,
-            settings=clients.settings,
-            agent=AgentOptions(
-                max_iterations=agent.settings.agent_max_iterations,
-                system_prompt=agent.settings.agent_system_prompt or None,
-            ),
-        )
-        handlers["task"] = task_handler(worker, agent.llm_factory)
+        handlers["task"] = task_handler(clients.task_worker(agent), agent.llm_factory)
         lease_by_queue["task"] = clients.settings.task_lease_seconds
     if "callback" in consumed:
-        from runtime.tasks.callbacks import CallbackWorker
-
-        handlers["callback"] = callback_handler(
-            CallbackWorker(
-                store=clients.store,
-                callback_queue=clients.callback_queue,
-                callback_dlq=clients.callback_dlq,
-                signing_secrets=clients.signing_secret.values,
-                http_client=clients.http_client,
-                settings=clients.settings,
-                resolve=clients.resolve,
-            )
-        )
+        handlers["callback"] = callback_handler(clients.callback_worker())
         # An attempt's HTTP timeout plus time to record it, as the callback lease counts it.
         lease_by_queue["callback"] = clients.settings.callback_timeout_seconds + 30
 

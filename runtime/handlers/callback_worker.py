@@ -36,15 +36,7 @@ def worker() -> tuple[CallbackWorker, TaskClients]:
     global _worker, _clients
     if _worker is None or _clients is None:
         _clients = TaskClients.from_env()
-        _worker = CallbackWorker(
-            store=_clients.store,
-            callback_queue=_clients.callback_queue,
-            callback_dlq=_clients.callback_dlq,
-            signing_secrets=_clients.signing_secret.values,
-            http_client=_clients.http_client,
-            settings=_clients.settings,
-            resolve=_clients.resolve,
-        )
+        _worker = _clients.callback_worker()
     return _worker, _clients
 
 

@@ -19,7 +19,7 @@ from runtime.handlers.sqs_batch import new_processor, partial_batch, remaining_s
 from runtime.settings import RuntimeSettings
 from runtime.tasks.queues import RetryLaterError
 from runtime.tasks.wiring import TaskClients
-from runtime.tasks.worker import AgentOptions, TaskWorker
+from runtime.tasks.worker import TaskWorker
 from runtime.wiring import LLM_SAFETY_MARGIN_SECONDS, DeadlineLLM, Dependencies, build_dependencies
 
 if TYPE_CHECKING:
@@ -54,19 +54,7 @@ def dependencies() -> WorkerDependencies:
         agent = build_dependencies(_settings())
         tasks = TaskClients.from_env()
         _dependencies = WorkerDependencies(
-            agent=agent,
-            tasks=tasks,
-            worker=TaskWorker(
-                store=tasks.store,
-                sessions=agent.store,
-                tools=agent.tools,
-                callback_queue=tasks.callback_queue,
-                settings=tasks.settings,
-                agent=AgentOptions(
-                    max_iterations=agent.settings.agent_max_iterations,
-                    system_prompt=agent.settings.agent_system_prompt or None,
-                ),
-            ),
+            agent=agent, tasks=tasks, worker=tasks.task_worker(agent)
         )
     return _dependencies
 

@@ -20,9 +20,12 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs.client import SQSClient
 
+    from runtime.tasks.callbacks import CallbackWorker
     from runtime.tasks.keys import RotatingSecret
     from runtime.tasks.queues import SqsQueue
     from runtime.tasks.store import TaskStore
+    from runtime.tasks.worker import TaskWorker
+    from runtime.wiring import Dependencies
 
 
 @dataclass
@@ -101,3 +104,33 @@ class TaskClients:
 
         # One pool per process; each attempt sets its own timeout.
         return httpx.Client()
+
+    def task_worker(self, agent: Dependencies) -> TaskWorker:
+        """The task worker every consumer runs (the Lambda, the container worker)."""
+        from runtime.tasks.worker import AgentOptions, TaskWorker
+
+        return TaskWorker(
+            store=self.store,
+            sessions=agent.store,
+            tools=agent.tools,
+            callback_queue=self.callback_queue,
+            settings=self.settings,
+            agent=AgentOptions(
+                max_iterations=agent.settings.agent_max_iterations,
+                system_prompt=agent.settings.agent_system_prompt or None,
+            ),
+        )
+
+    def callback_worker(self) -> CallbackWorker:
+        """The callback worker every consumer runs (the Lambda, the container worker)."""
+        from runtime.tasks.callbacks import CallbackWorker
+
+        return CallbackWorker(
+            store=self.store,
+            callback_queue=self.callback_queue,
+            callback_dlq=self.callback_dlq,
+            signing_secrets=self.signing_secret.values,
+            http_client=self.http_client,
+            settings=self.settings,
+            resolve=self.resolve,
+        )

@@ -19,11 +19,9 @@ from runtime.dynamodb_store import DynamoDBSessionStore
 from runtime.handlers import callback_worker, task_worker, webhook_api
 from runtime.llm.types import LLMClient
 from runtime.settings import RuntimeSettings
-from runtime.tasks.callbacks import CallbackWorker
 from runtime.tasks.settings import TaskSettings
 from runtime.tasks.store import TaskStore
 from runtime.tasks.wiring import TaskClients
-from runtime.tasks.worker import AgentOptions, TaskWorker
 from runtime.tools import default_registry
 from runtime.webhooks.signing import generate_secret
 from runtime.webhooks.ssrf import Resolver, system_resolver
@@ -235,30 +233,10 @@ def install_async_app(
         task_worker.WorkerDependencies(
             agent=agent,
             tasks=clients,
-            worker=TaskWorker(
-                store=clients.store,
-                sessions=sessions,
-                tools=agent.tools,
-                callback_queue=clients.callback_queue,
-                settings=clients.settings,
-                agent=AgentOptions(max_iterations=4, system_prompt=None),
-            ),
+            worker=clients.task_worker(agent),
         )
     )
-    callback_worker.set_worker(
-        (
-            CallbackWorker(
-                store=clients.store,
-                callback_queue=clients.callback_queue,
-                callback_dlq=clients.callback_dlq,
-                signing_secrets=clients.signing_secret.values,
-                http_client=clients.http_client,
-                settings=clients.settings,
-                resolve=resolve,
-            ),
-            clients,
-        )
-    )
+    callback_worker.set_worker((clients.callback_worker(), clients))
     return AsyncApp(
         env=env,
         clients=clients,
