@@ -19,7 +19,6 @@ numbers come back as strings, so no ``Decimal`` ever reaches the runtime.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,9 @@ from runtime.session_store import (
     Session,
     SessionConflictError,
     SessionTooLargeError,
+    check_expected_version,
+    decode_messages,
+    encode_messages,
     new_expiry,
     wall_clock,
 )
@@ -94,14 +96,11 @@ class DynamoDBSessionStore:
     def save(
         self, session_id: str, messages: Sequence[Message], *, expected_version: int
     ) -> Session:
-        if expected_version < 0:
-            raise ValueError("expected_version must be >= 0")
+        check_expected_version(expected_version)
         now = int(self._clock())
         new_version = expected_version + 1
         expires_at = new_expiry(now, self._ttl_seconds)
-        body = json.dumps(
-            [message.to_dict() for message in messages], ensure_ascii=False, separators=(",", ":")
-        )
+        body = encode_messages(messages)
         size = _item_size(session_id, body)
         if size > self._max_item_bytes:
             raise SessionTooLargeError(session_id, size, self._max_item_bytes)
@@ -185,10 +184,9 @@ def _item_size(session_id: str, body: str) -> int:
 
 
 def _from_item(item: Mapping[str, Any]) -> Session:
-    raw_messages = json.loads(item["messages"]["S"])
     return Session(
         session_id=item["session_id"]["S"],
-        messages=tuple(Message.from_dict(entry) for entry in raw_messages),
+        messages=decode_messages(item["messages"]["S"]),
         version=int(item["version"]["N"]),
         created_at=int(item["created_at"]["N"]),
         updated_at=int(item["updated_at"]["N"]),

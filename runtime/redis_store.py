@@ -40,7 +40,6 @@ policy may evict a live session, which then reads as absent (a new conversation)
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -66,6 +65,9 @@ from runtime.session_store import (
     SessionConflictError,
     SessionStoreUnavailableError,
     SessionTooLargeError,
+    check_expected_version,
+    decode_messages,
+    encode_messages,
     new_expiry,
     wall_clock,
 )
@@ -221,14 +223,11 @@ class RedisSessionStore:
     def save(
         self, session_id: str, messages: Sequence[Message], *, expected_version: int
     ) -> Session:
-        if expected_version < 0:
-            raise ValueError("expected_version must be >= 0")
+        check_expected_version(expected_version)
         now = int(self._clock())
         new_version = expected_version + 1
         expires_at = new_expiry(now, self._ttl_seconds)
-        body = json.dumps(
-            [message.to_dict() for message in messages], ensure_ascii=False, separators=(",", ":")
-        )
+        body = encode_messages(messages)
         key = self.key(session_id)
         size = len(key.encode()) + len(body.encode()) + _FIXED_FIELD_BYTES
         if size > self.max_bytes:
@@ -288,7 +287,7 @@ def _from_hash(session_id: str, raw: Mapping[bytes | str, bytes | str]) -> Sessi
     fields = {_text(name): _text(value) for name, value in raw.items()}
     return Session(
         session_id=session_id,
-        messages=tuple(Message.from_dict(entry) for entry in json.loads(fields["messages"])),
+        messages=decode_messages(fields["messages"]),
         version=int(fields["version"]),
         created_at=int(fields["created_at"]),
         updated_at=int(fields["updated_at"]),

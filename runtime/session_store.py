@@ -8,6 +8,7 @@ DynamoDB's TTL sweeper deletes expired items up to ~48 hours late.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,26 @@ class SessionStore(Protocol):
     def save(
         self, session_id: str, messages: Sequence[Message], *, expected_version: int
     ) -> Session: ...
+
+
+def check_expected_version(expected_version: int) -> None:
+    if expected_version < 0:
+        raise ValueError("expected_version must be >= 0")
+
+
+def encode_messages(messages: Sequence[Message]) -> str:
+    """The conversation as one compact JSON string: what every store writes, byte for byte.
+
+    One string rather than native attributes/fields: tool arguments are arbitrary JSON, and a
+    string round-trips exactly and has a size that is just its UTF-8 length.
+    """
+    return json.dumps(
+        [message.to_dict() for message in messages], ensure_ascii=False, separators=(",", ":")
+    )
+
+
+def decode_messages(body: str | bytes) -> tuple[Message, ...]:
+    return tuple(Message.from_dict(entry) for entry in json.loads(body))
 
 
 def new_expiry(now: float, ttl_seconds: int) -> int:

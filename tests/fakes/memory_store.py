@@ -9,7 +9,6 @@ threads can race on it for real. ``outage`` makes every call raise, for readines
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 
@@ -19,6 +18,8 @@ from runtime.session_store import (
     Session,
     SessionConflictError,
     SessionTooLargeError,
+    check_expected_version,
+    encode_messages,
     new_expiry,
     wall_clock,
 )
@@ -53,9 +54,8 @@ class InMemorySessionStore:
     def save(
         self, session_id: str, messages: Sequence[Message], *, expected_version: int
     ) -> Session:
-        if expected_version < 0:
-            raise ValueError("expected_version must be >= 0")
-        body = json.dumps([message.to_dict() for message in messages], ensure_ascii=False)
+        check_expected_version(expected_version)
+        body = encode_messages(messages)
         size = len(body.encode())
         if self.max_session_bytes is not None and size > self.max_session_bytes:
             raise SessionTooLargeError(session_id, size, self.max_session_bytes)
