@@ -13,13 +13,10 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 
 from constructs import Construct
 from constructs.access_log_bucket import AccessLogBucket
-from constructs.container_task import ContainerTask
+from constructs.container_task import ContainerTask, hardened_fargate_service
 from constructs.secure_defaults import (
     ALB_DROP_INVALID_HEADERS,
     ALB_SSL_POLICY,
-    DEPLOYMENT_CIRCUIT_BREAKER,
-    DEPLOYMENT_MAX_PERCENT,
-    DEPLOYMENT_MIN_HEALTHY_PERCENT,
     HEALTH_CHECK_GRACE_PERIOD,
     SCALE_IN_COOLDOWN,
     SCALE_OUT_COOLDOWN,
@@ -156,21 +153,14 @@ class AgentService(Construct):
                     ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), f"clients ({cidr})"
                 )
 
-        self.service = ecs.FargateService(
+        self.service = hardened_fargate_service(
             self,
             "Service",
             cluster=props.cluster,
-            task_definition=props.task.task_definition,
-            vpc_subnets=props.task_subnets,
-            security_groups=[self.security_group],
-            assign_public_ip=False,
-            min_healthy_percent=DEPLOYMENT_MIN_HEALTHY_PERCENT,
-            max_healthy_percent=DEPLOYMENT_MAX_PERCENT,
-            circuit_breaker=DEPLOYMENT_CIRCUIT_BREAKER,
+            task=props.task,
+            subnets=props.task_subnets,
+            security_group=self.security_group,
             health_check_grace_period=HEALTH_CHECK_GRACE_PERIOD,
-            enable_execute_command=False,
-            platform_version=ecs.FargatePlatformVersion.LATEST,
-            propagate_tags=ecs.PropagatedTagSource.SERVICE,
         )
         self.service.attach_to_application_target_group(self.target_group)
 

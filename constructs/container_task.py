@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -17,6 +18,9 @@ from constructs.secure_defaults import (
     CONTAINER_READONLY_ROOT,
     CONTAINER_SCRATCH_PATH,
     CONTAINER_USER,
+    DEPLOYMENT_CIRCUIT_BREAKER,
+    DEPLOYMENT_MAX_PERCENT,
+    DEPLOYMENT_MIN_HEALTHY_PERCENT,
     LOG_DRIVER_BUFFER,
     LOG_DRIVER_MODE,
 )
@@ -162,3 +166,36 @@ def _check(props: ContainerTaskProps) -> None:
         raise ValueError(
             f"ContainerTaskProps: {', '.join(overlap)} is both an environment variable and a secret"
         )
+
+
+def hardened_fargate_service(
+    scope: Construct,
+    construct_id: str,
+    *,
+    cluster: ecs.ICluster,
+    task: ContainerTask,
+    subnets: ec2.SubnetSelection,
+    security_group: ec2.ISecurityGroup,
+    health_check_grace_period: Duration | None = None,
+) -> ecs.FargateService:
+    """A Fargate service with the deployment defaults every service here shares.
+
+    Private (no public IP, no ECS Exec), rolled out at full capacity with the circuit breaker's
+    rollback (secure_defaults), tags propagated to the tasks.
+    """
+    return ecs.FargateService(
+        scope,
+        construct_id,
+        cluster=cluster,
+        task_definition=task.task_definition,
+        vpc_subnets=subnets,
+        security_groups=[security_group],
+        assign_public_ip=False,
+        min_healthy_percent=DEPLOYMENT_MIN_HEALTHY_PERCENT,
+        max_healthy_percent=DEPLOYMENT_MAX_PERCENT,
+        circuit_breaker=DEPLOYMENT_CIRCUIT_BREAKER,
+        health_check_grace_period=health_check_grace_period,
+        enable_execute_command=False,
+        platform_version=ecs.FargatePlatformVersion.LATEST,
+        propagate_tags=ecs.PropagatedTagSource.SERVICE,
+    )

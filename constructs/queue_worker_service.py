@@ -14,11 +14,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from constructs.container_task import ContainerTask
+from constructs.container_task import ContainerTask, hardened_fargate_service
 from constructs.secure_defaults import (
-    DEPLOYMENT_CIRCUIT_BREAKER,
-    DEPLOYMENT_MAX_PERCENT,
-    DEPLOYMENT_MIN_HEALTHY_PERCENT,
     SCALE_IN_COOLDOWN,
     SCALE_OUT_COOLDOWN,
 )
@@ -76,20 +73,13 @@ class QueueWorkerService(Construct):
             description="Queue worker tasks: no inbound; outbound opened by the stack",
             allow_all_outbound=False,
         )
-        self.service = ecs.FargateService(
+        self.service = hardened_fargate_service(
             self,
             "Service",
             cluster=props.cluster,
-            task_definition=props.task.task_definition,
-            vpc_subnets=props.subnets,
-            security_groups=[self.security_group],
-            assign_public_ip=False,
-            min_healthy_percent=DEPLOYMENT_MIN_HEALTHY_PERCENT,
-            max_healthy_percent=DEPLOYMENT_MAX_PERCENT,
-            circuit_breaker=DEPLOYMENT_CIRCUIT_BREAKER,
-            enable_execute_command=False,
-            platform_version=ecs.FargatePlatformVersion.LATEST,
-            propagate_tags=ecs.PropagatedTagSource.SERVICE,
+            task=props.task,
+            subnets=props.subnets,
+            security_group=self.security_group,
         )
         self.scalable_target = appscaling.ScalableTarget(
             self,
