@@ -29,6 +29,14 @@ def base() -> dict[str, Any]:
     return data
 
 
+def assert_one_problem_naming(tmp_path: Path, change: dict[str, Any], expected: str) -> None:
+    """``change`` merged into dev.yaml gives exactly one problem line: file, field, ``expected``."""
+    problems = problems_for(tmp_path, merged(base(), change))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{tmp_path / 'bad.yaml'}: ")
+    assert expected in problems[0], problems[0]
+
+
 def problems_for(tmp_path: Path, data: object) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         load_config_file(write(tmp_path, data))
@@ -73,16 +81,7 @@ def test_prod_keeps_data_and_dev_does_not() -> None:
 def test_bad_values_name_file_field_and_what_is_allowed(
     tmp_path: Path, change: dict[str, object], expected: str
 ) -> None:
-    data = base()
-    for key, value in change.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
-    problems = problems_for(tmp_path, data)
-    assert len(problems) == 1, problems
-    assert problems[0].startswith(f"{tmp_path / 'bad.yaml'}: ")
-    assert expected in problems[0]
+    assert_one_problem_naming(tmp_path, change, expected)
 
 
 def test_every_problem_gets_its_own_line(tmp_path: Path) -> None:
@@ -288,10 +287,7 @@ GITHUB = {"style": "github", "secret_name": "agent-dev/github-secret"}
 def test_bad_webhook_values_give_one_line_naming_the_field(
     tmp_path: Path, change: dict[str, Any], expected: str
 ) -> None:
-    problems = problems_for(tmp_path, merged(base(), change))
-    assert len(problems) == 1, problems
-    assert problems[0].startswith(f"{tmp_path / 'bad.yaml'}: ")
-    assert expected in problems[0], problems[0]
+    assert_one_problem_naming(tmp_path, change, expected)
 
 
 def test_a_config_without_a_webhook_section_gets_production_defaults(tmp_path: Path) -> None:
@@ -478,10 +474,7 @@ def window(**changes: Any) -> dict[str, Any]:
 def test_bad_container_values_give_one_line_naming_the_field(
     tmp_path: Path, change: dict[str, Any], expected: str
 ) -> None:
-    problems = problems_for(tmp_path, merged(base(), change))
-    assert len(problems) == 1, problems
-    assert problems[0].startswith(f"{tmp_path / 'bad.yaml'}: ")
-    assert expected in problems[0], problems[0]
+    assert_one_problem_naming(tmp_path, change, expected)
 
 
 def test_without_nat_the_model_and_the_image_must_be_reachable_through_endpoints(
