@@ -40,9 +40,11 @@ class TaskClients:
     def from_env(cls) -> TaskClients:
         return cls(TaskSettings.from_env(os.environ))
 
+    @cached_property
     def _session(self) -> boto3.Session:
         import boto3
 
+        # One session for all clients: each new Session loads botocore's data files again.
         return self.boto_session or boto3.Session()
 
     @cached_property
@@ -51,13 +53,13 @@ class TaskClients:
 
         return TaskStore(
             self.settings.task_table_name,
-            client=self._session().client("dynamodb"),
+            client=self._session.client("dynamodb"),
             ttl_seconds=self.settings.task_ttl_seconds,
         )
 
     @cached_property
     def _sqs(self) -> SQSClient:
-        return self._session().client("sqs")
+        return self._session.client("sqs")
 
     def _queue(self, url: str) -> SqsQueue:
         from runtime.tasks.queues import SqsQueue
@@ -78,7 +80,7 @@ class TaskClients:
 
     @cached_property
     def _secrets_client(self) -> SecretsManagerClient:
-        return self._session().client("secretsmanager")
+        return self._session.client("secretsmanager")
 
     def _secret(self, arn: str) -> RotatingSecret:
         from runtime.tasks.keys import RotatingSecret
