@@ -13,7 +13,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 
-from config.model import DeploymentConfig, InboundSignatureConfig
+from config.environment import agent_environment, task_environment
+from config.model import DeploymentConfig
 from constructs import Construct
 from constructs.acknowledgements import acknowledge_nag, skip_checkov
 from constructs.agent_function import AgentFunction, AgentFunctionProps
@@ -33,7 +34,6 @@ from constructs.task_table import TaskTable
 from constructs.webhook_api import WebhookApi, WebhookApiProps
 from runtime.tasks.schema import task_request_schema
 from stacks.shared import (
-    agent_environment,
     api_stage_props,
     grant_bedrock_invoke,
     log_retention,
@@ -47,7 +47,6 @@ CALLBACK_OVERHEAD_SECONDS = 2
 CALLBACK_INVOCATION_OVERHEAD_SECONDS = 5
 
 # What an unconfigured inbound signature would use; the runtime reads the variable regardless.
-_DEFAULT_TOLERANCE_SECONDS = InboundSignatureConfig.model_fields["tolerance_seconds"].default
 _QUEUE_DLQ_REASON = (
     "consumes an SQS queue through an event source mapping, never invoked asynchronously; "
     "failed messages go to the queue's redrive dead-letter queue, which has an alarm"
@@ -71,56 +70,6 @@ def callback_function_timeout(config: DeploymentConfig) -> Duration:
         callback.batch_size * (callback.timeout_seconds + CALLBACK_OVERHEAD_SECONDS)
         + CALLBACK_INVOCATION_OVERHEAD_SECONDS
     )
-
-
-def task_environment(
-    config: DeploymentConfig,
-    *,
-    task_table_name: str,
-    task_queue_url: str,
-    callback_queue_url: str,
-    callback_dlq_url: str,
-    signing_secret_arn: str,
-    inbound_secret_arn: str | None,
-) -> dict[str, str]:
-    """Every ``runtime.tasks.settings.TaskSettings`` variable (the agent's are added apart)."""
-    webhook = config.webhook
-    callback = webhook.callback
-    inbound = webhook.inbound_signature
-    environment = {
-        "TASK_TABLE_NAME": task_table_name,
-        "TASK_QUEUE_URL": task_queue_url,
-        "CALLBACK_QUEUE_URL": callback_queue_url,
-        "CALLBACK_DLQ_URL": callback_dlq_url,
-        "TASK_TTL_SECONDS": str(webhook.task_ttl_seconds),
-        "IDEMPOTENCY_WINDOW_SECONDS": str(webhook.idempotency_window_seconds),
-        # The worker's last receive marks the task failed before SQS dead-letters the message.
-        "TASK_MAX_RECEIVE_COUNT": str(webhook.queue.max_receive_count),
-        # A crashed worker's claim runs out when its invocation would have been killed anyway.
-        "TASK_LEASE_SECONDS": str(webhook.worker.timeout_seconds),
-        "TASK_RETRY_BASE_SECONDS": str(webhook.worker.retry_base_seconds),
-        "TASK_RETRY_MAX_SECONDS": str(webhook.worker.retry_max_seconds),
-        "INBOUND_SIGNATURE_STYLE": inbound.style if inbound else "none",
-        "INBOUND_SIGNATURE_TOLERANCE_SECONDS": str(
-            inbound.tolerance_seconds if inbound else _DEFAULT_TOLERANCE_SECONDS
-        ),
-        "CALLBACK_SIGNING_SECRET_ARN": signing_secret_arn,
-        "CALLBACK_TIMEOUT_SECONDS": str(callback.timeout_seconds),
-        "CALLBACK_MAX_ATTEMPTS": str(callback.max_attempts),
-        "CALLBACK_BASE_DELAY_SECONDS": str(callback.base_delay_seconds),
-        "CALLBACK_MAX_DELAY_SECONDS": str(callback.max_delay_seconds),
-        "CALLBACK_ROTATION_OVERLAP_SECONDS": str(callback.rotation_overlap_seconds),
-        "CALLBACK_ALLOW_HTTP_LOOPBACK": "true" if callback.allow_http_loopback else "false",
-        "CALLBACK_GONE_TTL_SECONDS": str(callback.gone_ttl_seconds),
-    }
-    if inbound is not None:
-        if inbound_secret_arn is None:
-            raise ValueError("inbound_secret_arn is required when webhook.inbound_signature is set")
-        environment["INBOUND_SIGNATURE_SECRET_ARN"] = inbound_secret_arn
-        # Unset: the runtime uses the style's usual header.
-        if inbound.header is not None:
-            environment["INBOUND_SIGNATURE_HEADER"] = inbound.header
-    return environment
 
 
 class AsyncAgentStack(Stack):

@@ -22,6 +22,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 
+from config.environment import (
+    agent_environment,
+    service_environment,
+    task_environment,
+    worker_environment,
+)
 from config.model import ECR_IMAGE_URI, ContainerConfig, DeploymentConfig
 from constructs import Construct
 from constructs.access_log_bucket import AccessLogBucket
@@ -39,18 +45,15 @@ from constructs.secure_defaults import (
     NAT_LESS_INTERFACE_ENDPOINTS,
     SERVICE_COMMAND,
     SERVICE_TOKEN_LENGTH,
+    VPC_CIDR,
     WORKER_COMMAND,
 )
 from constructs.session_cache import SessionCache, SessionCacheProps
-from stacks.async_agent_stack import task_environment
 from stacks.shared import (
-    agent_environment,
     grant_bedrock_invoke_to_role,
     log_retention,
     nag_resource,
     removal_policy,
-    service_environment,
-    worker_environment,
 )
 
 # The image's build context: the repository root (``runtime`` is imported as a top-level package),
@@ -230,7 +233,13 @@ class ContainerAgentStack(Stack):
             "ServiceTask", SERVICE_COMMAND, container.service.cpu, container.service.memory_mib,
             {
                 **agent_environment(config, redis_url=cache.url, llm_secret_arn=None),
-                **service_environment(config, stop_timeout_seconds=container.stop_timeout_seconds),
+                **service_environment(
+                    config,
+                    port=CONTAINER_PORT,
+                    stop_timeout_seconds=container.stop_timeout_seconds,
+                    # X-Forwarded-* are believed only from inside the VPC: the load balancer.
+                    forwarded_allow_ips=VPC_CIDR,
+                ),
             },
             {
                 **llm_secrets,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Duration, Environment, Stack
 from aws_cdk import aws_secretsmanager as secretsmanager
 
+from config.environment import agent_environment
 from config.model import DeploymentConfig
 from constructs import Construct
 from constructs.acknowledgements import acknowledge_nag, skip_checkov
@@ -15,7 +16,6 @@ from constructs.function_alarms import FunctionAlarmProps, FunctionAlarms
 from constructs.secure_defaults import SERVERLESS_HANDLER
 from constructs.session_table import SessionTable
 from stacks.shared import (
-    agent_environment,
     api_stage_props,
     grant_bedrock_invoke,
     log_retention,

@@ -1,5 +1,6 @@
-"""What the agent stacks build the same way: removal, log retention, API stage, the environment
-contract, Bedrock access. One definition, so the functions and containers cannot drift apart."""
+"""What the agent stacks build the same way: removal, log retention, API stage, Bedrock access.
+One definition, so the functions and containers cannot drift apart. The runtime's environment
+contract is in config/environment.py, shared with the Kubernetes charts."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from config.model import LOG_RETENTION_DAYS, DeploymentConfig, LlmConfig
 from constructs.acknowledgements import acknowledge_nag
 from constructs.agent_function import AgentFunction
 from constructs.rest_api import ApiStageProps
-from constructs.secure_defaults import CONTAINER_PORT, VPC_CIDR
 
 # Bedrock cross-region inference profiles prefix the model id with a geography.
 _INFERENCE_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.")
@@ -45,76 +45,6 @@ def api_stage_props(config: DeploymentConfig, encryption_key: kms.IKey) -> ApiSt
         encryption_key=encryption_key,
         removal_policy=removal_policy(config),
     )
-
-
-def agent_environment(
-    config: DeploymentConfig,
-    *,
-    session_table_name: str | None = None,
-    redis_url: str | None = None,
-    llm_secret_arn: str | None,
-) -> dict[str, str]:
-    """Every ``runtime.settings.RuntimeSettings`` variable: the agent a function or task runs.
-
-    Sessions live in DynamoDB (``session_table_name``) or in Redis (``redis_url``; the password
-    and, for containers, the LLM key arrive as ECS secrets, not here).
-    """
-    if (session_table_name is None) == (redis_url is None):
-        raise ValueError(
-            "agent_environment: pass exactly one of session_table_name (DynamoDB sessions) or "
-            "redis_url (Redis sessions)"
-        )
-    environment = {}
-    if session_table_name is not None:
-        environment["SESSION_TABLE_NAME"] = session_table_name
-    else:
-        environment["SESSION_STORE"] = "redis"
-        environment["REDIS_URL"] = str(redis_url)
-    environment |= {
-        "SESSION_TTL_SECONDS": str(config.session.ttl_seconds),
-        "LLM_PROVIDER": config.llm.provider,
-        "LLM_MODEL_ID": config.llm.model_id,
-        "LLM_REQUEST_TIMEOUT_SECONDS": str(config.llm.request_timeout_seconds),
-        "LLM_MAX_ATTEMPTS": str(config.llm.max_attempts),
-        "AGENT_MAX_ITERATIONS": str(config.agent.max_iterations),
-        "AGENT_SYSTEM_PROMPT": config.agent.system_prompt,
-        "MAX_MESSAGE_CHARS": str(config.agent.max_message_chars),
-        "MAX_BODY_BYTES": str(config.agent.max_body_bytes),
-    }
-    if llm_secret_arn is not None:
-        environment["LLM_API_KEY_SECRET_ARN"] = llm_secret_arn
-    if config.llm.base_url is not None:
-        environment["LLM_BASE_URL"] = str(config.llm.base_url)
-    return environment
-
-
-def service_environment(config: DeploymentConfig, *, stop_timeout_seconds: int) -> dict[str, str]:
-    """The container service's ``runtime.service.settings.ServiceSettings`` variables."""
-    container = config.container
-    return {
-        "SERVICE_PORT": str(CONTAINER_PORT),
-        "SERVICE_MAX_CONCURRENT_SESSIONS": str(container.max_concurrent_sessions),
-        # One WebSocket frame carries one step request: the same limit as an HTTP body.
-        "SERVICE_MAX_FRAME_BYTES": str(config.agent.max_body_bytes),
-        "SERVICE_WS_HEARTBEAT_SECONDS": str(container.ws_heartbeat_seconds),
-        # The service checks its heartbeat and drain against the platform's values.
-        "SERVICE_LB_IDLE_TIMEOUT_SECONDS": str(container.alb_idle_timeout_seconds),
-        "SERVICE_DRAIN_SECONDS": str(container.drain_seconds),
-        "SERVICE_STOP_TIMEOUT_SECONDS": str(stop_timeout_seconds),
-        # X-Forwarded-For/-Proto are believed only from inside the VPC: the load balancer.
-        "SERVICE_FORWARDED_ALLOW_IPS": VPC_CIDR,
-    }
-
-
-def worker_environment(config: DeploymentConfig) -> dict[str, str]:
-    """The container queue worker's ``runtime.queue_worker.WorkerSettings`` variables."""
-    container = config.container
-    return {
-        # Task messages only: callbacks stay with the async stack's callback Lambda.
-        "WORKER_QUEUES": "task",
-        "WORKER_VISIBILITY_SECONDS": str(container.worker.visibility_seconds),
-        "WORKER_DRAIN_SECONDS": str(container.drain_seconds),
-    }
 
 
 def grant_bedrock_invoke(function: AgentFunction, llm: LlmConfig) -> None:

@@ -17,6 +17,7 @@ import pytest
 from aws_cdk import App, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_kms as kms
 
+from config.environment import task_environment
 from config.model import (
     LAMBDA_MAX_TIMEOUT_SECONDS,
     SQS_VISIBILITY_TIMEOUT_FACTOR,
@@ -33,7 +34,7 @@ from constructs.task_queue import TaskQueue, TaskQueueProps
 from runtime.settings import RuntimeSettings
 from runtime.tasks.schema import task_request_schema
 from runtime.tasks.settings import TaskSettings
-from stacks.async_agent_stack import AsyncAgentStack, task_environment
+from stacks.async_agent_stack import AsyncAgentStack
 from tests.infra.cfn import as_list, ids_of_type, of_type, one, refers_to
 from tests.infra.conftest import Synthesized, all_configs
 

@@ -1,0 +1,140 @@
+"""The runtime's environment contract, built from a deployment config.
+
+Every variable the agent runtime reads (``runtime.settings``, ``runtime.tasks.settings``,
+``runtime.service.settings``, ``runtime.queue_worker``) is set here, once, for every platform:
+the CDK stacks (Lambda and ECS) and the Kubernetes charts (k8s/) call the same functions, so a
+function, a Fargate task and a pod of one config run the same agent. Plain Python (no CDK): the
+cdk8s app imports it without loading aws-cdk-lib. Deploy-time values (table names, queue URLs,
+secret ARNs) come in as arguments, CDK tokens included.
+"""
+
+from __future__ import annotations
+
+from config.model import DeploymentConfig, InboundSignatureConfig
+
+_DEFAULT_TOLERANCE_SECONDS = InboundSignatureConfig.model_fields["tolerance_seconds"].default
+
+
+def agent_environment(
+    config: DeploymentConfig,
+    *,
+    session_table_name: str | None = None,
+    redis_url: str | None = None,
+    llm_secret_arn: str | None,
+) -> dict[str, str]:
+    """Every ``runtime.settings.RuntimeSettings`` variable: the agent a function or task runs.
+
+    Sessions live in DynamoDB (``session_table_name``) or in Redis (``redis_url``; the password
+    and, for containers, the LLM key arrive as ECS secrets, not here).
+    """
+    if (session_table_name is None) == (redis_url is None):
+        raise ValueError(
+            "agent_environment: pass exactly one of session_table_name (DynamoDB sessions) or "
+            "redis_url (Redis sessions)"
+        )
+    environment = {}
+    if session_table_name is not None:
+        environment["SESSION_TABLE_NAME"] = session_table_name
+    else:
+        environment["SESSION_STORE"] = "redis"
+        environment["REDIS_URL"] = str(redis_url)
+    environment |= {
+        "SESSION_TTL_SECONDS": str(config.session.ttl_seconds),
+        "LLM_PROVIDER": config.llm.provider,
+        "LLM_MODEL_ID": config.llm.model_id,
+        "LLM_REQUEST_TIMEOUT_SECONDS": str(config.llm.request_timeout_seconds),
+        "LLM_MAX_ATTEMPTS": str(config.llm.max_attempts),
+        "AGENT_MAX_ITERATIONS": str(config.agent.max_iterations),
+        "AGENT_SYSTEM_PROMPT": config.agent.system_prompt,
+        "MAX_MESSAGE_CHARS": str(config.agent.max_message_chars),
+        "MAX_BODY_BYTES": str(config.agent.max_body_bytes),
+    }
+    if llm_secret_arn is not None:
+        environment["LLM_API_KEY_SECRET_ARN"] = llm_secret_arn
+    if config.llm.base_url is not None:
+        environment["LLM_BASE_URL"] = str(config.llm.base_url)
+    return environment
+
+
+def service_environment(
+    config: DeploymentConfig, *, port: int, stop_timeout_seconds: int, forwarded_allow_ips: str
+) -> dict[str, str]:
+    """The container service's ``runtime.service.settings.ServiceSettings`` variables.
+
+    ``forwarded_allow_ips``: the network the load balancer (or ingress controller) sends from;
+    X-Forwarded-For/-Proto are believed only from there.
+    """
+    container = config.container
+    return {
+        "SERVICE_PORT": str(port),
+        "SERVICE_MAX_CONCURRENT_SESSIONS": str(container.max_concurrent_sessions),
+        # One WebSocket frame carries one step request: the same limit as an HTTP body.
+        "SERVICE_MAX_FRAME_BYTES": str(config.agent.max_body_bytes),
+        "SERVICE_WS_HEARTBEAT_SECONDS": str(container.ws_heartbeat_seconds),
+        # The service checks its heartbeat and drain against the platform's values.
+        "SERVICE_LB_IDLE_TIMEOUT_SECONDS": str(container.alb_idle_timeout_seconds),
+        "SERVICE_DRAIN_SECONDS": str(container.drain_seconds),
+        "SERVICE_STOP_TIMEOUT_SECONDS": str(stop_timeout_seconds),
+        "SERVICE_FORWARDED_ALLOW_IPS": forwarded_allow_ips,
+    }
+
+
+def worker_environment(config: DeploymentConfig) -> dict[str, str]:
+    """The container queue worker's ``runtime.queue_worker.WorkerSettings`` variables."""
+    container = config.container
+    return {
+        # Task messages only: callbacks stay with the async stack's callback Lambda.
+        "WORKER_QUEUES": "task",
+        "WORKER_VISIBILITY_SECONDS": str(container.worker.visibility_seconds),
+        "WORKER_DRAIN_SECONDS": str(container.drain_seconds),
+    }
+
+
+def task_environment(
+    config: DeploymentConfig,
+    *,
+    task_table_name: str,
+    task_queue_url: str,
+    callback_queue_url: str,
+    callback_dlq_url: str,
+    signing_secret_arn: str,
+    inbound_secret_arn: str | None,
+) -> dict[str, str]:
+    """Every ``runtime.tasks.settings.TaskSettings`` variable (the agent's are added apart)."""
+    webhook = config.webhook
+    callback = webhook.callback
+    inbound = webhook.inbound_signature
+    environment = {
+        "TASK_TABLE_NAME": task_table_name,
+        "TASK_QUEUE_URL": task_queue_url,
+        "CALLBACK_QUEUE_URL": callback_queue_url,
+        "CALLBACK_DLQ_URL": callback_dlq_url,
+        "TASK_TTL_SECONDS": str(webhook.task_ttl_seconds),
+        "IDEMPOTENCY_WINDOW_SECONDS": str(webhook.idempotency_window_seconds),
+        # The worker's last receive marks the task failed before SQS dead-letters the message.
+        "TASK_MAX_RECEIVE_COUNT": str(webhook.queue.max_receive_count),
+        # A crashed worker's claim runs out when its invocation would have been killed anyway.
+        "TASK_LEASE_SECONDS": str(webhook.worker.timeout_seconds),
+        "TASK_RETRY_BASE_SECONDS": str(webhook.worker.retry_base_seconds),
+        "TASK_RETRY_MAX_SECONDS": str(webhook.worker.retry_max_seconds),
+        "INBOUND_SIGNATURE_STYLE": inbound.style if inbound else "none",
+        "INBOUND_SIGNATURE_TOLERANCE_SECONDS": str(
+            inbound.tolerance_seconds if inbound else _DEFAULT_TOLERANCE_SECONDS
+        ),
+        "CALLBACK_SIGNING_SECRET_ARN": signing_secret_arn,
+        "CALLBACK_TIMEOUT_SECONDS": str(callback.timeout_seconds),
+        "CALLBACK_MAX_ATTEMPTS": str(callback.max_attempts),
+        "CALLBACK_BASE_DELAY_SECONDS": str(callback.base_delay_seconds),
+        "CALLBACK_MAX_DELAY_SECONDS": str(callback.max_delay_seconds),
+        "CALLBACK_ROTATION_OVERLAP_SECONDS": str(callback.rotation_overlap_seconds),
+        "CALLBACK_ALLOW_HTTP_LOOPBACK": "true" if callback.allow_http_loopback else "false",
+        "CALLBACK_GONE_TTL_SECONDS": str(callback.gone_ttl_seconds),
+    }
+    if inbound is not None:
+        if inbound_secret_arn is None:
+            raise ValueError("inbound_secret_arn is required when webhook.inbound_signature is set")
+        environment["INBOUND_SIGNATURE_SECRET_ARN"] = inbound_secret_arn
+        # Unset: the runtime uses the style's usual header.
+        if inbound.header is not None:
+            environment["INBOUND_SIGNATURE_HEADER"] = inbound.header
+    return environment
