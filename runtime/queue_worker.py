@@ -35,6 +35,21 @@ starts during the drain is sized to end before it, or is refused, in which case 
 records a transient failure and the message gets its retry back-off: a clean drain. Only a call
 already in flight at SIGTERM can outlive the drain, and then the message is released as above.
 
+**Redis queues.** A queue URL of the form ``redis://host:port/db#<list-name>`` (``rediss://`` for
+TLS; the AUTH token in ``REDIS_PASSWORD``) is served by
+:class:`~runtime.tasks.redis_queue.RedisQueueClient`, which has SQS's semantics (visibility,
+receive counts, dead-lettering after ``TASK_MAX_RECEIVE_COUNT`` receives, delays) and keeps the
+ready messages in the plain list ``<list-name>`` that KEDA's ``redis`` trigger measures with
+``LLEN``. Everything above applies unchanged; each queue URL picks its own backend, so the task
+queue may be in Redis while the callback queue is on SQS.
+
+**One-shot mode** (a KEDA ScaledJob: one Job per backlog, not a long-running Deployment):
+``--max-messages N`` or ``WORKER_MAX_MESSAGES=N`` (the flag wins). The worker receives at most N
+messages in all (its consumers share the count) and exits once it has finished them, or as soon
+as a receive comes back empty (after its ``WORKER_RECEIVE_WAIT_SECONDS`` long poll): nothing to do,
+so the Job completes rather than idles. A receive that fails is retried with back-off, not taken
+for an empty queue. Shutdown and exit status are as above: 0 when every started task finished.
+
 **ECS scale-in protection.** With ``ECS_AGENT_URI`` set (ECS sets it in every task), the worker
 asks the agent to protect the task while it holds messages and drops the protection once a
 receive comes back empty, so a scale-in never stops a task mid-run. Failures are logged only:
@@ -106,13 +121,18 @@ class WorkerSettings(BaseModel):
     # Visibility of a held message, renewed by the heartbeat: how long a crashed worker's message
     # stays hidden before another worker gets it.
     visibility_seconds: int = Field(default=60, ge=2, le=43_200, alias="WORKER_VISIBILITY_SECONDS")
-    # Time the task in progress gets to finish after SIGTERM; below ECS's stopTimeout (max 120).
-    drain_seconds: float = Field(default=25.0, ge=0, le=110, alias="WORKER_DRAIN_SECONDS")
+    # Time the task in progress gets to finish after SIGTERM: below the platform's kill timeout
+    # (ECS's stopTimeout, at most 120 s; a pod's terminationGracePeriodSeconds, which has no cap,
+    # so the Kubernetes worker drains for its longest task).
+    drain_seconds: float = Field(default=25.0, ge=0, le=86_400, alias="WORKER_DRAIN_SECONDS")
     # Interval between visibility extensions; default visibility / 3.
     heartbeat_seconds: float | None = Field(default=None, gt=0, alias="WORKER_HEARTBEAT_SECONDS")
     # Long-poll wait. 20 (SQS's maximum) in deployments: fewer empty receives to pay for; lower
     # only for local queues and tests, where a stop should not wait out a 20-second poll.
     receive_wait_seconds: int = Field(default=20, ge=1, le=20, alias="WORKER_RECEIVE_WAIT_SECONDS")
+    # One-shot mode (KEDA ScaledJob): receive at most this many messages, exit when they are
+    # finished or a receive comes back empty. Unset: run until SIGTERM. ``--max-messages`` wins.
+    max_messages: int | None = Field(default=None, ge=1, alias="WORKER_MAX_MESSAGES")
     # Set by ECS in every task (not configured by hand): enables scale-in protection.
     ecs_agent_uri: str | None = Field(default=None, alias="ECS_AGENT_URI")
 
@@ -392,6 +412,31 @@ def change_visibility(
 # --- one queue's loop --------------------------------------------------------------------------
 
 
+class MessageBudget:
+    """The messages a one-shot worker may still receive, shared by its consumers.
+
+    Before each receive a consumer takes up to a batch (:meth:`take`), and afterwards gives back
+    what the receive did not fill (:meth:`give_back`): the process never receives more than its
+    total, whichever queues the messages come from.
+    """
+
+    def __init__(self, total: int) -> None:
+        if total < 1:
+            raise ValueError("a message budget must be at least 1")
+        self._left = total
+        self._lock = threading.Lock()
+
+    def take(self, wanted: int) -> int:
+        with self._lock:
+            granted = min(wanted, self._left)
+            self._left -= granted
+            return granted
+
+    def give_back(self, count: int) -> None:
+        with self._lock:
+            self._left += count
+
+
 @dataclass
 class _Run:
     """One message being processed on its own thread; ``lock`` orders its end vs. a cut-off."""
@@ -425,6 +470,7 @@ class QueueConsumer:
         stop: threading.Event,
         clock: Callable[[], float] = time.monotonic,
         protection: TaskProtection | None = None,
+        budget: MessageBudget | None = None,
     ) -> None:
         self.queue = queue
         self._sqs = sqs
@@ -435,6 +481,9 @@ class QueueConsumer:
         self._stop = stop
         self._clock = clock
         self._protection = protection
+        if budget is None and settings.max_messages is not None:
+            budget = MessageBudget(settings.max_messages)
+        self._budget = budget
         self._heartbeat = VisibilityHeartbeat(
             sqs,
             queue_url,
@@ -460,9 +509,21 @@ class QueueConsumer:
         clean = True
         try:
             while not self._stop.is_set():
-                messages = self._receive()
+                limit = self._settings.batch_size
+                if self._budget is not None:
+                    limit = self._budget.take(limit)
+                    if limit == 0:
+                        logger.info("message budget used up; one-shot consumer done", extra=log)
+                        break
+                messages = self._receive(limit)
+                if self._budget is not None:
+                    self._budget.give_back(limit - len(messages or ()))
                 if not messages:
                     self._set_protected(False)
+                    if messages is not None and self._budget is not None:
+                        # One-shot: nothing to do, so the Job completes rather than idles.
+                        logger.info("queue empty; one-shot consumer done", extra=log)
+                        break
                     continue
                 self._set_protected(True)
                 self._heartbeat.hold(messages)
@@ -484,13 +545,14 @@ class QueueConsumer:
         logger.info("consumer stopped", extra={**log, "clean": clean})
         return clean
 
-    def _receive(self) -> list[ReceivedMessage]:
+    def _receive(self, limit: int) -> list[ReceivedMessage] | None:
+        """Up to ``limit`` messages; None when the receive failed (and was backed off)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             response = self._sqs.receive_message(
                 QueueUrl=self._queue_url,
-                MaxNumberOfMessages=self._settings.batch_size,
+                MaxNumberOfMessages=limit,
                 WaitTimeSeconds=self._settings.receive_wait_seconds,
                 VisibilityTimeout=self._settings.visibility_seconds,
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
@@ -508,7 +570,7 @@ class QueueConsumer:
                 },
             )
             self._stop.wait(self._receive_backoff)
-            return []
+            return None
         self._receive_backoff = 0.0
         messages = [ReceivedMessage.from_sqs(message) for message in response.get("Messages", [])]
         if messages and self._stop.is_set():
@@ -794,12 +856,12 @@ def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -
 def build_consumers(
     settings: WorkerSettings,
     clients: TaskClients,
-    sqs: SQSClient,
     stop: threading.Event,
     *,
     environ: Mapping[str, str],
 ) -> tuple[list[QueueConsumer], TaskProtection | None]:
-    """The consumers ``WORKER_QUEUES`` names, wired as the Lambda handlers wire theirs."""
+    """The consumers ``WORKER_QUEUES`` names, wired as the Lambda handlers wire theirs; each
+    queue's client (SQS or Redis) is the one its URL calls for."""
     consumed = settings.consumed()
     lease_by_queue: dict[QueueName, float] = {}
     handlers: dict[QueueName, Handler] = {}
@@ -825,53 +887,74 @@ def build_consumers(
         "task": clients.settings.task_queue_url,
         "callback": clients.settings.callback_queue_url,
     }
+    # One count for the whole process: N messages per Job, whichever queue they come from.
+    budget = MessageBudget(settings.max_messages) if settings.max_messages is not None else None
     consumers = [
         QueueConsumer(
             queue=name,
-            sqs=sqs,
+            sqs=clients.queue_client(urls[name]),
             queue_url=urls[name],
             handler=handlers[name],
             settings=settings,
             lease_seconds=lease_by_queue[name],
             stop=stop,
             protection=protection,
+            budget=budget,
         )
         for name in consumed
     ]
     return consumers, protection
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the worker until SIGTERM/SIGINT; the process exit status: 0 after a clean drain, 1 if
-    a task was cut off (or a consumer failed), :data:`EXIT_CONFIG_ERROR` for a bad environment."""
+    """Run the worker until SIGTERM/SIGINT (or, one-shot, until its messages are done or the
+    queue is empty); the process exit status: 0 after a clean end, 1 if a task was cut off (or a
+    consumer failed), :data:`EXIT_CONFIG_ERROR` for a bad environment."""
     parser = argparse.ArgumentParser(
         prog="python -m runtime.service worker",
         description="Consume the task (and callback) queue until SIGTERM; see WORKER_* settings.",
     )
-    parser.parse_args(argv)
+    parser.add_argument(
+        "--max-messages",
+        type=_positive_int,
+        metavar="N",
+        help="one-shot (KEDA ScaledJob): exit 0 after N messages, or after an empty receive; "
+        "overrides WORKER_MAX_MESSAGES",
+    )
+    args = parser.parse_args(argv)
     configure_logging()
     environ = dict(os.environ)
     try:
-        import boto3
         from botocore.config import Config
 
         from runtime.tasks.settings import TaskSettings
         from runtime.tasks.wiring import TaskClients
 
         settings = WorkerSettings.from_env(environ)
-        clients = TaskClients(TaskSettings.from_env(environ))
-        # The read timeout must outlast the 20-second long poll; standard retries ride out
-        # throttling without the loop seeing it.
-        sqs = boto3.client(
-            "sqs",
-            config=Config(
+        if args.max_messages is not None:
+            settings = settings.model_copy(update={"max_messages": args.max_messages})
+        clients = TaskClients(
+            TaskSettings.from_env(environ),
+            # The read timeout must outlast the 20-second long poll; standard retries ride out
+            # throttling without the loop seeing it. (Redis queues poll client-side.)
+            sqs_config=Config(
                 read_timeout=settings.receive_wait_seconds + 10,
                 connect_timeout=5,
                 retries={"mode": "standard", "max_attempts": 3},
             ),
         )
         stop = threading.Event()
-        consumers, protection = build_consumers(settings, clients, sqs, stop, environ=environ)
+        consumers, protection = build_consumers(settings, clients, stop, environ=environ)
     except SettingsError as exc:
         logger.error("invalid configuration", extra={"reason": str(exc)})
         return EXIT_CONFIG_ERROR
@@ -883,6 +966,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "visibility_seconds": settings.visibility_seconds,
             "heartbeat_seconds": settings.heartbeat_interval,
             "drain_seconds": settings.drain_seconds,
+            "max_messages": settings.max_messages,
             "task_protection": protection is not None,
         },
     )

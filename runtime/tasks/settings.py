@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from runtime.settings import parse_environment
 
@@ -24,6 +32,9 @@ class TaskSettings(BaseModel):
     task_queue_url: str = Field(min_length=1, alias="TASK_QUEUE_URL")
     callback_queue_url: str = Field(min_length=1, alias="CALLBACK_QUEUE_URL")
     callback_dlq_url: str = Field(min_length=1, alias="CALLBACK_DLQ_URL")
+    # The AUTH token of the queues given as redis:// or rediss:// URLs (runtime.tasks.redis_queue),
+    # the same secret the Redis session store reads; never part of a URL.
+    redis_password: SecretStr | None = Field(default=None, alias="REDIS_PASSWORD")
     # Task records (and their results) expire this long after the last change.
     task_ttl_seconds: int = Field(ge=300, le=31_536_000, alias="TASK_TTL_SECONDS")
     # The same Idempotency-Key returns the same task for this long.
@@ -72,6 +83,17 @@ class TaskSettings(BaseModel):
     callback_gone_ttl_seconds: int = Field(
         default=604_800, ge=60, le=31_536_000, alias="CALLBACK_GONE_TTL_SECONDS"
     )
+
+    @field_validator("task_queue_url", "callback_queue_url", "callback_dlq_url")
+    @classmethod
+    def _queue_url(cls, url: str, info: ValidationInfo) -> str:
+        # SQS checks its own URLs; a Redis one is checked here, so a typo fails the start rather
+        # than the first send.
+        from runtime.tasks.redis_queue import is_redis_queue_url, parse_queue_url
+
+        if is_redis_queue_url(url):
+            parse_queue_url(url, variable=cls.model_fields[str(info.field_name)].alias or "URL")
+        return url
 
     @model_validator(mode="after")
     def _consistent(self) -> TaskSettings:

@@ -2,6 +2,10 @@
 
 boto3 and httpx are imported here, on first use, so a handler's cold start only pays for them
 when a request actually needs them.
+
+Each queue URL picks its client (:meth:`TaskClients.queue_client`): SQS for its ``https://``
+URLs, :class:`~runtime.tasks.redis_queue.RedisQueueClient` for ``redis://`` and ``rediss://``
+ones, so the task queue can live in Redis while the callbacks stay on SQS, or the other way.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from runtime.tasks.settings import TaskSettings
 from runtime.webhooks.ssrf import Resolver, system_resolver
@@ -17,12 +21,14 @@ from runtime.webhooks.ssrf import Resolver, system_resolver
 if TYPE_CHECKING:
     import boto3
     import httpx
+    from botocore.config import Config
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs.client import SQSClient
 
     from runtime.tasks.callbacks import CallbackWorker
     from runtime.tasks.keys import RotatingSecret
     from runtime.tasks.queues import SqsQueue
+    from runtime.tasks.redis_queue import RedisQueueClient
     from runtime.tasks.store import TaskStore
     from runtime.tasks.worker import TaskWorker
     from runtime.wiring import Dependencies
@@ -35,6 +41,8 @@ class TaskClients:
     resolve: Resolver = field(default=system_resolver)
     # Where boto3 clients come from; the default session unless a caller (a test) shares one.
     boto_session: boto3.Session | None = None
+    # The SQS client's botocore config; the queue worker's timeouts outlast its long polls.
+    sqs_config: Config | None = None
 
     @classmethod
     def from_env(cls) -> TaskClients:
@@ -59,12 +67,34 @@ class TaskClients:
 
     @cached_property
     def _sqs(self) -> SQSClient:
-        return self._session.client("sqs")
+        return self._session.client("sqs", config=self.sqs_config)
+
+    @cached_property
+    def redis_queues(self) -> RedisQueueClient:
+        """The client of every Redis queue of this process (one connection pool per server)."""
+        from runtime.tasks.redis_queue import RedisQueueClient
+
+        password = self.settings.redis_password
+        return RedisQueueClient(
+            password=password.get_secret_value() if password is not None else None,
+            # The task worker treats this receive as the last try; the queue must agree.
+            max_receive_count=self.settings.max_receive_count,
+        )
+
+    def queue_client(self, url: str) -> SQSClient:
+        """The client serving ``url``: Redis for ``redis://`` and ``rediss://``, else SQS."""
+        from runtime.tasks.redis_queue import is_redis_queue_url
+
+        if is_redis_queue_url(url):
+            # It answers the SQS calls SqsQueue and the queue worker make, with SQS's parameters,
+            # replies and errors; the cast keeps their SQSClient annotations.
+            return cast("SQSClient", self.redis_queues)
+        return self._sqs
 
     def _queue(self, url: str) -> SqsQueue:
         from runtime.tasks.queues import SqsQueue
 
-        return SqsQueue(url, client=self._sqs)
+        return SqsQueue(url, client=self.queue_client(url))
 
     @cached_property
     def task_queue(self) -> SqsQueue:
