@@ -31,9 +31,11 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-# Every environment's stacks (config/*.yaml) into one cloud assembly: cdk.out/.
+# Every environment's stacks (config/*.yaml) into one cloud assembly: cdk.out/; and every
+# environment's Kubernetes and Cloud Run manifests into k8s/dist/<env>/ (committed).
 synth: setup
 	npx cdk synth --quiet -c env=all
+	$(PY) -m k8s.main
 
 test: setup
 	$(PY) -m pytest

@@ -356,6 +356,29 @@ _IMAGE_URI = re.compile(
 ECR_IMAGE_URI = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/")
 
 
+def _pinned_image(value: str) -> str:
+    match = _IMAGE_URI.match(value)
+    if match is None or not (match.group("tag") or match.group("digest")):
+        raise ValueError(
+            "must be registry/repository:tag or registry/repository@sha256:<digest>, e.g. "
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/agent:1.4.2"
+        )
+    if match.group("tag") == "latest" and not match.group("digest"):
+        raise ValueError("must not use the tag 'latest': pin a version or a digest")
+    return value
+
+
+def _digest_pinned_image(value: str) -> str:
+    _pinned_image(value)
+    if "@sha256:" not in value:
+        raise ValueError(
+            "must be pinned by digest: registry/repository[:tag]@sha256:<digest>, e.g. "
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/agent:1.4.2@sha256:<64 hex digits> "
+            "(`docker buildx imagetools inspect <image>` prints it)"
+        )
+    return value
+
+
 def _fargate_size(cpu: int, memory_mib: int) -> None:
     allowed = FARGATE_MEMORY_BY_CPU.get(cpu)
     if allowed is None:
@@ -544,17 +567,7 @@ class ContainerConfig(_Strict):
     @field_validator("image_uri")
     @classmethod
     def _pinned_image(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        match = _IMAGE_URI.match(value)
-        if match is None or not (match.group("tag") or match.group("digest")):
-            raise ValueError(
-                "must be registry/repository:tag or registry/repository@sha256:<digest>, e.g. "
-                "123456789012.dkr.ecr.eu-west-1.amazonaws.com/agent:1.4.2"
-            )
-        if match.group("tag") == "latest" and not match.group("digest"):
-            raise ValueError("must not use the tag 'latest': pin a version or a digest")
-        return value
+        return value if value is None else _pinned_image(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> ContainerConfig:
@@ -584,6 +597,384 @@ class ContainerConfig(_Strict):
         return self.drain_seconds + CONTAINER_STOP_MARGIN_SECONDS
 
 
+# --- Kubernetes (k8s/: cdk8s charts, Pulumi deployment, Cloud Run) -------------------------------
+
+# The time a pod's preStop hook waits before the process gets SIGTERM: endpoint controllers and
+# ingress controllers need a few seconds to stop routing new requests to a terminating pod.
+K8S_PRE_STOP_SECONDS = 5
+# What a pod gets beyond preStop + drain before SIGKILL: log flush and process exit.
+K8S_TERMINATION_MARGIN_SECONDS = 10
+# Cloud Run's largest containerConcurrency.
+CLOUD_RUN_MAX_CONCURRENCY = 1000
+# Kubernetes object names and label values used as names: DNS-1123 labels.
+K8sName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+# Quantities in the forms this project writes: CPU as millicores or cores, memory in Ki/Mi/Gi.
+CpuQuantity = Annotated[str, StringConstraints(pattern=r"^([1-9][0-9]*m|[0-9]+(\.[0-9]{1,3})?)$")]
+MemoryQuantity = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*(Ki|Mi|Gi)$")]
+_MEMORY_UNITS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+# Five-field cron (minute hour day-of-month month day-of-week), as KEDA's cron scaler reads it.
+_FIVE_FIELD_CRON = re.compile(r"^\S+( \S+){4}$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_SQS_QUEUE_URL = re.compile(
+    r"^https://sqs\.(?P<region>[a-z]{2}(-[a-z]+)+-\d)\.amazonaws\.com(\.cn)?/\d{12}/[A-Za-z0-9_-]{1,80}$"
+)
+_IAM_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$"
+
+
+def _networks(value: tuple[str, ...]) -> tuple[str, ...]:
+    for cidr in value:
+        try:
+            network = ipaddress.ip_network(cidr)
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not a network such as 10.0.0.0/16") from None
+        if str(network) != cidr:
+            raise ValueError(f"{cidr!r} has host bits set; did you mean {network}?")
+    return value
+
+
+def cpu_millis(quantity: str) -> int:
+    """``250m`` -> 250, ``1.5`` -> 1500."""
+    if quantity.endswith("m"):
+        return int(quantity[:-1])
+    return round(float(quantity) * 1000)
+
+
+def memory_bytes(quantity: str) -> int:
+    """``512Mi`` -> 536870912."""
+    return int(quantity[:-2]) * _MEMORY_UNITS[quantity[-2:]]
+
+
+class PodResources(_Strict):
+    """Requests (what the scheduler reserves, what HPA percentages are of) and limits."""
+
+    cpu_request: CpuQuantity = "250m"
+    memory_request: MemoryQuantity = "512Mi"
+    cpu_limit: CpuQuantity = "1"
+    # Memory limit = request by default would OOM-kill a long agent run that grows; the limit
+    # leaves headroom and the VPA's recommendation tells when the request is too low.
+    memory_limit: MemoryQuantity = "1Gi"
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> PodResources:
+        if cpu_millis(self.cpu_request) > cpu_millis(self.cpu_limit):
+            raise ValueError(
+                f"cpu_request ({self.cpu_request}) cannot exceed cpu_limit ({self.cpu_limit})"
+            )
+        if memory_bytes(self.memory_request) > memory_bytes(self.memory_limit):
+            raise ValueError(
+                f"memory_request ({self.memory_request}) cannot exceed memory_limit "
+                f"({self.memory_limit})"
+            )
+        return self
+
+
+class IngressControllerConfig(_Strict):
+    """Where the ingress controller's pods run: the service's NetworkPolicy admits only them."""
+
+    namespace: K8sName = "ingress-nginx"
+    pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "ingress-nginx"}, min_length=1
+    )
+    # Where proxied requests come from: the controller pods' network (X-Forwarded-* are believed
+    # only from here). An AWS ALB in IP target mode sends from the VPC's subnets, not from pods,
+    # so the NetworkPolicy admits these networks too.
+    source_cidrs: tuple[str, ...] = Field(default=("10.0.0.0/8",), min_length=1)
+
+    @field_validator("source_cidrs")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _networks(value)
+
+
+class K8sIngressConfig(_Strict):
+    """An Ingress for the service; its timeouts are sized for WebSocket sessions."""
+
+    # nginx: ingress-nginx annotations and a TLS secret; alb: AWS Load Balancer Controller
+    # annotations and an ACM certificate.
+    controller: Literal["nginx", "alb"] = "nginx"
+    class_name: K8sName = "nginx"
+    host: str
+    # nginx: the Secret holding the host's certificate (cert-manager or by hand).
+    tls_secret_name: K8sName | None = None
+    # alb: the ACM certificate for host.
+    certificate_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$",
+    )
+    # Development only, as container.allow_plain_http: the bearer token would cross in clear.
+    allow_plain_http: bool = False
+
+    @field_validator("host")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        if not _HOSTNAME.match(value):
+            raise ValueError(f"{value!r} is not a DNS name such as agent.example.com")
+        return value
+
+    @model_validator(mode="after")
+    def _tls(self) -> K8sIngressConfig:
+        if self.controller == "nginx" and self.certificate_arn is not None:
+            raise ValueError("certificate_arn is for controller alb; nginx uses tls_secret_name")
+        if self.controller == "alb" and self.tls_secret_name is not None:
+            raise ValueError("tls_secret_name is for controller nginx; alb uses certificate_arn")
+        has_tls = self.tls_secret_name is not None or self.certificate_arn is not None
+        if not has_tls and not self.allow_plain_http:
+            field = "tls_secret_name" if self.controller == "nginx" else "certificate_arn"
+            raise ValueError(
+                f"{field} is required: clients send the service's bearer token, which must not "
+                f"cross the network in clear text; for development only, set "
+                f"allow_plain_http: true instead"
+            )
+        return self
+
+
+class K8sServiceConfig(_Strict):
+    """The agent service Deployment and its HPA."""
+
+    # At least 2 in production: the PodDisruptionBudget then keeps one serving during drains.
+    min_replicas: int = Field(default=2, ge=1, le=1000)
+    max_replicas: int = Field(default=10, ge=1, le=1000)
+    resources: PodResources = PodResources()
+    # HPA targets: average utilization in % of the requests.
+    cpu_target_percent: int = Field(default=60, ge=10, le=95)
+    memory_target_percent: int = Field(default=70, ge=10, le=95)
+    # Scale-down: the HPA waits this long at a lower recommendation (short dips do not end
+    # sessions), then removes at most scale_down_pods pods per scale_down_period_seconds.
+    scale_down_stabilization_seconds: int = Field(default=600, ge=0, le=3600)
+    scale_down_pods: int = Field(default=1, ge=1, le=100)
+    scale_down_period_seconds: int = Field(default=120, ge=1, le=1800)
+    # Voluntary disruptions (node drains, upgrades) take at most this many pods at once.
+    pdb_max_unavailable: int = Field(default=1, ge=1, le=100)
+    # VerticalPodAutoscaler mode. Off: recommendations only (read them with kubectl describe);
+    # Initial: applied when a pod is created, never by evicting a running one. Neither fights
+    # the HPA, which scales on the same CPU and memory ("Auto"/"Recreate" would).
+    vpa_mode: Literal["Off", "Initial"] = "Off"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> K8sServiceConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas cannot exceed max_replicas")
+        return self
+
+
+class CronScalingWindow(_Strict):
+    """A KEDA cron trigger: between start and end, at least desired_replicas workers."""
+
+    name: K8sName
+    # Five-field cron (minute hour day-of-month month day-of-week).
+    start: str
+    end: str
+    timezone: str = "UTC"
+    desired_replicas: int = Field(ge=1, le=1000)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if not _FIVE_FIELD_CRON.match(value):
+            raise ValueError(
+                "must be a five-field cron expression (minute hour day-of-month month "
+                "day-of-week), e.g. 0 8 * * 1-5"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as UTC or Europe/Berlin") from None
+        return value
+
+
+class K8sWorkerConfig(_Strict):
+    """The queue worker, scaled by KEDA on the task queue's length."""
+
+    # sqs: the async stack's task queue (KEDA aws-sqs-queue scaler, pod identity);
+    # redis: a Redis list (KEDA redis scaler), for clusters without SQS.
+    queue: Literal["sqs", "redis"] = "sqs"
+    # 0: no worker runs while the queue is empty.
+    min_replicas: int = Field(default=0, ge=0, le=1000)
+    max_replicas: int = Field(default=10, ge=1, le=1000)
+    resources: PodResources = PodResources()
+    # Messages per worker KEDA aims for, and the length above which it wakes the first one.
+    target_queue_length: int = Field(default=2, ge=1, le=100_000)
+    activation_queue_length: int = Field(default=0, ge=0, le=100_000)
+    # How often KEDA looks at the queue (its default, 30 s, delays the first worker that long).
+    polling_interval_seconds: int = Field(default=5, ge=1, le=300)
+    # How long the queue must stay empty before the last worker goes (scale to min_replicas).
+    cooldown_seconds: int = Field(default=300, ge=0, le=86_400)
+    scaling_windows: tuple[CronScalingWindow, ...] = ()
+    # The longest task you expect. A worker being scaled in gets this long to finish its task.
+    max_task_seconds: int = Field(default=600, ge=10, le=86_400)
+    # Above this, a terminationGracePeriod long enough to finish a task is impractical (rolling
+    # updates and node drains would wait that long): workers become a KEDA ScaledJob instead,
+    # one Job per message that runs to completion and is never scaled in.
+    scaled_job_above_seconds: int = Field(default=900, ge=60, le=86_400)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> K8sWorkerConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas cannot exceed max_replicas")
+        names = [window.name for window in self.scaling_windows]
+        if len(set(names)) != len(names):
+            raise ValueError(f"scaling_windows names must be unique; got {names}")
+        if self.scaled_job and self.scaling_windows:
+            raise ValueError(
+                f"scaling_windows cannot be used when tasks run as a ScaledJob (max_task_seconds "
+                f"{self.max_task_seconds} > scaled_job_above_seconds "
+                f"{self.scaled_job_above_seconds}): KEDA's cron trigger would start a new Job at "
+                f"every polling interval (kedacore/keda#1893); remove the windows"
+            )
+        if self.scaled_job and self.min_replicas > 0:
+            raise ValueError(
+                f"min_replicas must be 0 when tasks run as a ScaledJob (max_task_seconds "
+                f"{self.max_task_seconds} > scaled_job_above_seconds "
+                f"{self.scaled_job_above_seconds}): a Job runs one task and exits, there is no "
+                f"idle Job to keep"
+            )
+        for window in self.scaling_windows:
+            if window.desired_replicas > self.max_replicas:
+                raise ValueError(
+                    f"scaling_windows {window.name}: desired_replicas "
+                    f"({window.desired_replicas}) exceeds max_replicas ({self.max_replicas})"
+                )
+        return self
+
+    @property
+    def scaled_job(self) -> bool:
+        """True when tasks run longer than a Deployment can wait for on scale-in."""
+        return self.max_task_seconds > self.scaled_job_above_seconds
+
+
+class K8sRedisConfig(_Strict):
+    """The Redis both workloads use: hot sessions, and the task list when worker.queue is redis."""
+
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(default=6379, ge=1, le=65535)
+    db: int = Field(default=0, ge=0, le=15)
+    tls: bool = True
+    # Where Redis runs (the NetworkPolicy's egress rule): ElastiCache's subnets or the cluster's
+    # pod network.
+    cidrs: tuple[str, ...] = Field(default=("10.0.0.0/16",), min_length=1)
+    # The Redis list the worker consumes when worker.queue is redis (KEDA reads LLEN of it).
+    task_list: str = Field(default="agent-tasks", pattern=r"^[A-Za-z0-9:_.-]{1,200}$")
+
+    @field_validator("cidrs")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _networks(value)
+
+    def url(self, *, fragment: str | None = None) -> str:
+        """The runtime's REDIS_URL (the password travels apart, in REDIS_PASSWORD)."""
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{self.host}:{self.port}/{self.db}" + (
+            f"#{fragment}" if fragment else ""
+        )
+
+
+class K8sAwsConfig(_Strict):
+    """Deploy-time names from the async stack's outputs (`cdk deploy` prints them)."""
+
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    task_table_name: str = Field(min_length=3, max_length=255)
+    session_table_name: str = Field(min_length=3, max_length=255)
+    # The SQS queues: required when worker.queue is sqs; with redis, the worker keeps its task
+    # and callback queues in Redis lists.
+    task_queue_url: str | None = None
+    callback_queue_url: str | None = None
+    callback_dlq_url: str | None = None
+    callback_signing_secret_arn: str = Field(
+        pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$"
+    )
+
+    @field_validator("task_queue_url", "callback_queue_url", "callback_dlq_url")
+    @classmethod
+    def _sqs_url(cls, value: str | None) -> str | None:
+        if value is not None and not _SQS_QUEUE_URL.match(value):
+            raise ValueError(
+                "must be an SQS queue URL such as "
+                "https://sqs.eu-west-1.amazonaws.com/123456789012/agent-tasks"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _same_region(self) -> K8sAwsConfig:
+        match = _SQS_QUEUE_URL.match(self.task_queue_url or "")
+        if match is not None and match.group("region") != self.region:
+            raise ValueError(
+                f"task_queue_url is in {match.group('region')} but region is {self.region}"
+            )
+        return self
+
+
+class CloudRunConfig(_Strict):
+    """The Knative Service emitted for Cloud Run (`gcloud run services replace`)."""
+
+    # Artifact Registry image, pinned by digest; unset: kubernetes.image.
+    image: str | None = None
+    min_instances: int = Field(default=0, ge=0, le=1000)
+    max_instances: int = Field(default=10, ge=1, le=1000)
+    # Cloud Run's request timeout (max 3600 s): WebSocket sessions end when it runs out.
+    timeout_seconds: int = Field(default=3600, ge=1, le=3600)
+
+    @field_validator("image")
+    @classmethod
+    def _pinned(cls, value: str | None) -> str | None:
+        return value if value is None else _digest_pinned_image(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CloudRunConfig:
+        if self.min_instances > self.max_instances:
+            raise ValueError("min_instances cannot exceed max_instances")
+        return self
+
+
+class KubernetesConfig(_Strict):
+    """The Kubernetes deployment (k8s/): the container pattern's image on any cluster."""
+
+    namespace: K8sName = "agent"
+    # The container pattern's image, pinned by digest: a tag can be moved to other content, a
+    # digest cannot, so every node runs the bytes that were reviewed.
+    image: str
+    # IAM roles for the pods' ServiceAccounts (IRSA annotation eks.amazonaws.com/role-arn). The
+    # service needs only Bedrock, if any; the worker reads and writes the task queue and tables.
+    service_role_arn: str | None = Field(default=None, pattern=_IAM_ROLE_ARN)
+    worker_role_arn: str | None = Field(default=None, pattern=_IAM_ROLE_ARN)
+    # The Secret the pods read their keys from (created by k8s/deploy or by hand): keys
+    # llm-api-key, service-auth-token, redis-password.
+    secret_name: K8sName = "agent-secrets"  # noqa: S105 (a Secret's name, not its value)
+    ingress_controller: IngressControllerConfig = IngressControllerConfig()
+    ingress: K8sIngressConfig | None = None
+    service: K8sServiceConfig = K8sServiceConfig()
+    worker: K8sWorkerConfig = K8sWorkerConfig()
+    redis: K8sRedisConfig
+    # The worker records tasks in the async stack's DynamoDB table and signs callbacks with its
+    # secret, whichever queue it consumes.
+    aws: K8sAwsConfig
+    cloud_run: CloudRunConfig = CloudRunConfig()
+
+    @field_validator("image")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        return _digest_pinned_image(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KubernetesConfig:
+        if self.worker.queue == "sqs":
+            missing = [
+                f"aws.{field}"
+                for field in ("task_queue_url", "callback_queue_url", "callback_dlq_url")
+                if getattr(self.aws, field) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"worker.queue is sqs, so {', '.join(missing)} must be set (the async "
+                    f"stack's outputs); or set worker.queue: redis to keep the queues in Redis"
+                )
+        return self
+
+
 class DeploymentConfig(_Strict):
     """One agent deployment. ``name`` prefixes stack ids; tags land on every resource."""
 
@@ -604,6 +995,8 @@ class DeploymentConfig(_Strict):
     # The container pattern; like webhook, its defaults need nothing from the yaml.
     # Required: it decides whether the service may run without TLS (see allow_plain_http).
     container: ContainerConfig
+    # The Kubernetes deployment (k8s/); absent: the cdk8s app emits nothing for this config.
+    kubernetes: KubernetesConfig | None = None
     tags: dict[
         Annotated[str, StringConstraints(min_length=1, max_length=128)],
         Annotated[str, StringConstraints(max_length=256)],
@@ -646,6 +1039,7 @@ class DeploymentConfig(_Strict):
             ),
         ]
         self._container_fits()
+        self._kubernetes_fits()
         given = [(field, value) for field, value in names if value is not None]
         for i, (field, value) in enumerate(given):
             for other, other_value in given[i + 1 :]:
@@ -683,6 +1077,30 @@ class DeploymentConfig(_Strict):
                 f"): an HTTP step sends nothing while the model thinks, and the load balancer "
                 f"would cut it"
             )
+
+    def _kubernetes_fits(self) -> None:
+        k8s = self.kubernetes
+        if k8s is None:
+            return
+        grace = self.k8s_service_grace_seconds
+        if k8s.service.scale_down_period_seconds < grace - K8S_TERMINATION_MARGIN_SECONDS:
+            raise ValueError(
+                f"kubernetes.service.scale_down_period_seconds "
+                f"({k8s.service.scale_down_period_seconds}) must be at least preStop + "
+                f"container.drain_seconds ({grace - K8S_TERMINATION_MARGIN_SECONDS} s), so the "
+                f"HPA removes the next pods only after the last ones have drained their sessions"
+            )
+        if self.container.max_concurrent_sessions > CLOUD_RUN_MAX_CONCURRENCY:
+            raise ValueError(
+                f"container.max_concurrent_sessions ({self.container.max_concurrent_sessions}) "
+                f"is also Cloud Run's containerConcurrency, which is at most "
+                f"{CLOUD_RUN_MAX_CONCURRENCY}"
+            )
+
+    @property
+    def k8s_service_grace_seconds(self) -> int:
+        """The service pods' terminationGracePeriodSeconds: preStop, drain, exit margin."""
+        return K8S_PRE_STOP_SECONDS + self.container.drain_seconds + K8S_TERMINATION_MARGIN_SECONDS
 
     @property
     def callback_signing_secret_name(self) -> str:

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PYTHON_DIRS = ["app.py", "config", "constructs", "stacks", "runtime", "tests", "bench"]
+PYTHON_DIRS = [
+    "app.py", "config", "constructs", "stacks", "runtime", "k8s", "tests", "bench", "scripts",
+]  # fmt: skip
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

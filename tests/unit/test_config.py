@@ -534,3 +534,126 @@ def test_dev_and_prod_container_settings() -> None:
     assert prod.container.redis.snapshot_retention_days > 0
     for config in (dev, prod):
         assert config.container.image_uri is None  # built from the Dockerfile at deploy
+
+
+# --- kubernetes ----------------------------------------------------------------------------------
+
+DIGEST = "@sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"kubernetes": {"image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/agent:1.0"}},
+            "kubernetes.image: must be pinned by digest",
+        ),
+        (
+            {"kubernetes": {"image": "agent:latest" + DIGEST}},
+            "kubernetes.image: must be registry/repository:tag",
+        ),
+        (
+            {"kubernetes": {"service": {"min_replicas": 5, "max_replicas": 2}}},
+            "kubernetes.service: min_replicas cannot exceed max_replicas",
+        ),
+        (
+            {"kubernetes": {"service": {"scale_down_period_seconds": 20}}},
+            "kubernetes.service.scale_down_period_seconds (20) must be at least preStop + "
+            "container.drain_seconds (35 s)",
+        ),
+        (
+            {"kubernetes": {"service": {"resources": {"cpu_request": "2", "cpu_limit": "500m"}}}},
+            "kubernetes.service.resources: cpu_request (2) cannot exceed cpu_limit (500m)",
+        ),
+        (
+            {"kubernetes": {"worker": {"resources": {"memory_request": "512MB"}}}},
+            "kubernetes.worker.resources.memory_request: String should match pattern",
+        ),
+        (
+            {"kubernetes": {"ingress": {"tls_secret_name": None}}},
+            "kubernetes.ingress: tls_secret_name is required",
+        ),
+        (
+            {"kubernetes": {"ingress": {"controller": "alb", "class_name": "alb"}}},
+            "kubernetes.ingress: tls_secret_name is for controller nginx",
+        ),
+        (
+            {"kubernetes": {"aws": {"task_queue_url": None, "callback_dlq_url": None}}},
+            "kubernetes: worker.queue is sqs, so aws.task_queue_url, aws.callback_dlq_url must "
+            "be set",
+        ),
+        (
+            {"kubernetes": {"aws": {"task_queue_url": "https://example.com/queue"}}},
+            "kubernetes.aws.task_queue_url: must be an SQS queue URL",
+        ),
+        (
+            {
+                "kubernetes": {
+                    "worker": {
+                        "scaling_windows": [
+                            {"name": "peak", "start": "0 8 * * 1-5", "end": "0 18 * * 1-5",
+                             "desired_replicas": 9}
+                        ]
+                    }
+                }
+            },
+            "kubernetes.worker: scaling_windows peak: desired_replicas (9) exceeds "
+            "max_replicas (3)",
+        ),
+        (
+            {
+                "kubernetes": {
+                    "worker": {
+                        "scaling_windows": [
+                            {"name": "peak", "start": "cron(0 8 * * ? *)", "end": "0 18 * * *",
+                             "desired_replicas": 1}
+                        ]
+                    }
+                }
+            },
+            "kubernetes.worker.scaling_windows.0.start: must be a five-field cron expression",
+        ),
+        (
+            {"kubernetes": {"worker": {"max_task_seconds": 3600, "min_replicas": 1}}},
+            "kubernetes.worker: min_replicas must be 0 when tasks run as a ScaledJob",
+        ),
+        (
+            {
+                "kubernetes": {
+                    "worker": {
+                        "max_task_seconds": 3600,
+                        "scaling_windows": [
+                            {"name": "peak", "start": "0 8 * * 1-5", "end": "0 18 * * 1-5",
+                             "desired_replicas": 1}
+                        ],
+                    }
+                }
+            },
+            "kubernetes.worker: scaling_windows cannot be used when tasks run as a ScaledJob",
+        ),
+        (
+            {"kubernetes": {"redis": {"cidrs": ["10.0.0.1/16"]}}},
+            "kubernetes.redis.cidrs: '10.0.0.1/16' is not a network",
+        ),
+        (
+            {"container": {"max_concurrent_sessions": 5000}},
+            "is also Cloud Run's containerConcurrency, which is at most 1000",
+        ),
+    ],
+)  # fmt: skip
+def test_bad_kubernetes_values_give_one_line_naming_the_field(
+    tmp_path: Path, change: dict[str, Any], expected: str
+) -> None:
+    assert_one_problem_naming(tmp_path, change, expected)
+
+
+def test_a_config_without_a_kubernetes_section_is_valid(tmp_path: Path) -> None:
+    data = merged(base(), {"kubernetes": None})
+    assert load_config_file(write(tmp_path, data)).kubernetes is None
+
+
+def test_the_worker_becomes_a_scaled_job_only_above_the_bound() -> None:
+    worker = load_config("dev").kubernetes.worker  # type: ignore[union-attr]
+    assert not worker.scaled_job
+    assert worker.model_copy(update={"max_task_seconds": 901}).scaled_job
+    assert not worker.model_copy(update={"max_task_seconds": 900}).scaled_job

@@ -1,0 +1,1 @@
+"""One chart per deployable: namespace, agent service, queue worker, Cloud Run service."""

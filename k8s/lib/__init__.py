@@ -1,0 +1,1 @@
+"""Building blocks the charts compose: secure defaults, pod hardening, custom resources."""

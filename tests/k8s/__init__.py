@@ -1,0 +1,1 @@
+"""Tests of the Kubernetes manifests (k8s/): charts, validation, Pulumi deployment."""
