@@ -618,7 +618,7 @@ def test_worker_settings_defaults_and_validation() -> None:
         WorkerSettings.from_env({"WORKER_BATCH_SIZE": "11", "WORKER_QUEUES": "all"})
     assert "WORKER_QUEUES" in str(caught.value)
     with pytest.raises(SettingsError, match="WORKER_DRAIN_SECONDS"):
-        WorkerSettings.from_env({"WORKER_DRAIN_SECONDS": "300"})
+        WorkerSettings.from_env({"WORKER_DRAIN_SECONDS": "86401"})
 
 
 def test_json_log_lines_carry_the_extras_and_the_exception() -> None:
