@@ -356,6 +356,14 @@ _IMAGE_URI = re.compile(
 ECR_IMAGE_URI = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/")
 
 
+def _iana_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("must be an IANA time zone such as UTC or Europe/Berlin") from None
+    return value
+
+
 def _pinned_image(value: str) -> str:
     match = _IMAGE_URI.match(value)
     if match is None or not (match.group("tag") or match.group("digest")):
@@ -430,11 +438,7 @@ class ScalingWindow(_Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("must be an IANA time zone such as UTC or Europe/Berlin") from None
-        return value
+        return _iana_zone(value)
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingWindow:
@@ -780,11 +784,7 @@ class CronScalingWindow(_Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("must be an IANA time zone such as UTC or Europe/Berlin") from None
-        return value
+        return _iana_zone(value)
 
 
 class K8sWorkerConfig(_Strict):

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from cdk8s import ApiObject, ApiObjectMetadata, Chart, JsonPatch
 
-from config.environment import agent_environment, service_environment
 from config.model import DeploymentConfig
 from constructs import Construct
+from k8s.charts.service import service_pod_environment
 from k8s.lib import checkov, defaults
 from k8s.lib.checkov import skip_checkov
+from k8s.lib.pod import secret_keys
 
 API_VERSION = "serving.knative.dev/v1"
 KIND = "Service"
@@ -46,22 +47,14 @@ class CloudRunChart(Chart):
         cloud_run = kubernetes.cloud_run
         resources = kubernetes.service.resources
         name = f"{config.name}-service"
-        environment = agent_environment(
-            config, redis_url=kubernetes.redis.url(), llm_secret_arn=None
-        ) | service_environment(
+        environment = service_pod_environment(
             config,
-            port=defaults.CONTAINER_PORT,
             stop_timeout_seconds=SIGKILL_AFTER_SECONDS,
             # Google's front end is the only client of the container.
             forwarded_allow_ips="*",
         )
         environment["SERVICE_DRAIN_SECONDS"] = str(DRAIN_SECONDS)
-        secret_keys = [
-            ("REDIS_PASSWORD", defaults.SECRET_KEY_REDIS_PASSWORD),
-            ("SERVICE_AUTH_TOKEN", defaults.SECRET_KEY_SERVICE_AUTH_TOKEN),
-        ]
-        if config.llm.provider == "openai-compatible":
-            secret_keys.append(("LLM_API_KEY", defaults.SECRET_KEY_LLM_API_KEY))
+        secret_variables = secret_keys(config, redis_password=True, service_token=True)
         env: list[dict[str, object]] = [
             {"name": key, "value": value} for key, value in sorted(environment.items())
         ]
@@ -75,7 +68,7 @@ class CloudRunChart(Chart):
                     }
                 },
             }
-            for variable, key in secret_keys
+            for variable, key in secret_variables.items()
         ]
         self.service = ApiObject(
             self,

@@ -22,12 +22,14 @@ from constructs import Construct
 from k8s.lib import checkov, defaults
 from k8s.lib.checkov import skip_checkov
 from k8s.lib.pod import (
+    disruption_budget,
     hardened_container,
     http_probe,
     labels,
     plain_env,
-    restricted_pod_spec,
-    secret_env,
+    rolling_deployment,
+    secret_envs,
+    secret_keys,
     selector_labels,
     service_account,
 )
@@ -115,6 +117,23 @@ def ingress_annotations(config: DeploymentConfig, ingress: K8sIngressConfig) -> 
     return annotations
 
 
+def service_pod_environment(
+    config: DeploymentConfig, *, stop_timeout_seconds: int, forwarded_allow_ips: str
+) -> dict[str, str]:
+    """The service container's plain variables (the Secret's come apart), on any platform."""
+    kubernetes = config.kubernetes
+    if kubernetes is None:
+        raise ValueError(f"{config.name}: the config has no kubernetes section")
+    return agent_environment(
+        config, redis_url=kubernetes.redis.url(), llm_secret_arn=None
+    ) | service_environment(
+        config,
+        port=defaults.CONTAINER_PORT,
+        stop_timeout_seconds=stop_timeout_seconds,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )
+
+
 class ServiceChart(Chart):
     """Everything the agent service needs in its namespace; one instance per config."""
 
@@ -140,35 +159,16 @@ class ServiceChart(Chart):
         )  # fmt: skip
 
         grace = config.k8s_service_grace_seconds
-        environment = agent_environment(
-            config, redis_url=kubernetes.redis.url(), llm_secret_arn=None
-        ) | service_environment(
+        environment = service_pod_environment(
             config,
-            port=defaults.CONTAINER_PORT,
             # SIGTERM arrives after preStop; the service checks its drain fits before SIGKILL.
             stop_timeout_seconds=grace - K8S_PRE_STOP_SECONDS,
             forwarded_allow_ips=",".join(kubernetes.ingress_controller.source_cidrs),
         )
-        secrets = [
-            secret_env(
-                "REDIS_PASSWORD",
-                secret_name=kubernetes.secret_name,
-                key=defaults.SECRET_KEY_REDIS_PASSWORD,
-            ),
-            secret_env(
-                "SERVICE_AUTH_TOKEN",
-                secret_name=kubernetes.secret_name,
-                key=defaults.SECRET_KEY_SERVICE_AUTH_TOKEN,
-            ),
-        ]
-        if config.llm.provider == "openai-compatible":
-            secrets.append(
-                secret_env(
-                    "LLM_API_KEY",
-                    secret_name=kubernetes.secret_name,
-                    key=defaults.SECRET_KEY_LLM_API_KEY,
-                )
-            )
+        secrets = secret_envs(
+            secret_keys(config, redis_password=True, service_token=True),
+            secret_name=kubernetes.secret_name,
+        )
         container = hardened_container(
             name=CONTAINER_NAME,
             image=kubernetes.image,
@@ -195,34 +195,15 @@ class ServiceChart(Chart):
                 pre_stop=k8s.LifecycleHandler(sleep=k8s.SleepAction(seconds=K8S_PRE_STOP_SECONDS))
             ),
         )
-        self.deployment = k8s.KubeDeployment(
+        self.deployment = rolling_deployment(
             self,
             "Deployment",
             metadata=meta(),
-            spec=k8s.DeploymentSpec(
-                # No replicas: the HPA owns the count. With a value here, every `kubectl apply`
-                # would reset a scaled-out service to it and end sessions on the removed pods.
-                selector=k8s.LabelSelector(match_labels=selector),
-                revision_history_limit=5,
-                # A rollout never drops below the current capacity: new pods come up (and pass
-                # readiness) before old ones start draining.
-                strategy=k8s.DeploymentStrategy(
-                    type="RollingUpdate",
-                    rolling_update=k8s.RollingUpdateDeployment(
-                        max_unavailable=k8s.IntOrString.from_number(0),
-                        max_surge=k8s.IntOrString.from_string("25%"),
-                    ),
-                ),
-                template=k8s.PodTemplateSpec(
-                    metadata=k8s.ObjectMeta(labels=object_labels),
-                    spec=restricted_pod_spec(
-                        containers=[container],
-                        service_account_name=name,
-                        termination_grace_period_seconds=grace,
-                        selector=selector,
-                    ),
-                ),
-            ),
+            selector=selector,
+            pod_labels=object_labels,
+            containers=[container],
+            service_account_name=name,
+            termination_grace_period_seconds=grace,
         )
         skip_checkov(self.deployment, {"CKV_K8S_35": checkov.SECRETS_AS_ENV})
         self.service = k8s.KubeService(
@@ -278,17 +259,12 @@ class ServiceChart(Chart):
                     ],
                 ),
             )
-        self.disruption_budget = k8s.KubePodDisruptionBudget(
+        self.disruption_budget = disruption_budget(
             self,
             "DisruptionBudget",
             metadata=meta(),
-            spec=k8s.PodDisruptionBudgetSpec(
-                max_unavailable=k8s.IntOrString.from_number(service.pdb_max_unavailable),
-                selector=k8s.LabelSelector(match_labels=selector),
-                # A pod that never became ready may be evicted: a stuck rollout must not block
-                # node drains.
-                unhealthy_pod_eviction_policy="AlwaysAllow",
-            ),
+            selector=selector,
+            max_unavailable=service.pdb_max_unavailable,
         )
         controller = kubernetes.ingress_controller
         self.network_policy = k8s.KubeNetworkPolicy(

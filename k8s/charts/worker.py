@@ -33,11 +33,14 @@ from k8s.charts.service import egress_rules
 from k8s.lib import checkov, defaults, keda
 from k8s.lib.checkov import skip_checkov
 from k8s.lib.pod import (
+    disruption_budget,
     hardened_container,
     labels,
     plain_env,
     restricted_pod_spec,
-    secret_env,
+    rolling_deployment,
+    secret_envs,
+    secret_keys,
     selector_labels,
     service_account,
 )
@@ -217,23 +220,11 @@ class WorkerChart(Chart):
             role_arn=kubernetes.worker_role_arn, object_labels=object_labels,
         )  # fmt: skip
 
-        secrets = []
-        if worker.queue == "redis":
-            secrets.append(
-                secret_env(
-                    "REDIS_PASSWORD",
-                    secret_name=kubernetes.secret_name,
-                    key=defaults.SECRET_KEY_REDIS_PASSWORD,
-                )
-            )
-        if config.llm.provider == "openai-compatible":
-            secrets.append(
-                secret_env(
-                    "LLM_API_KEY",
-                    secret_name=kubernetes.secret_name,
-                    key=defaults.SECRET_KEY_LLM_API_KEY,
-                )
-            )
+        # The Redis password only for the Redis queue: the worker keeps its sessions in DynamoDB.
+        secrets = secret_envs(
+            secret_keys(config, redis_password=worker.queue == "redis", service_token=False),
+            secret_name=kubernetes.secret_name,
+        )
         args = (
             (*defaults.WORKER_ARGS, *ONE_SHOT_ARGS) if worker.scaled_job else defaults.WORKER_ARGS
         )
@@ -332,37 +323,20 @@ class WorkerChart(Chart):
             )
         else:
             grace = worker.max_task_seconds + K8S_TERMINATION_MARGIN_SECONDS
-            self.deployment = k8s.KubeDeployment(
+            # KEDA owns the count (through its HPA, and 0 when idle); rollouts start new
+            # workers before old ones stop, and the old ones drain their task.
+            self.deployment = rolling_deployment(
                 self,
                 "Deployment",
                 metadata=meta(),
-                spec=k8s.DeploymentSpec(
-                    # No replicas: KEDA owns the count (through its HPA, and 0 when idle). With
-                    # a value here, every `kubectl apply` would reset the scaled count to it,
-                    # scaling busy workers in, or waking idle ones.
-                    selector=k8s.LabelSelector(match_labels=selector),
-                    revision_history_limit=5,
-                    # New workers start before old ones stop; the old ones drain their task.
-                    strategy=k8s.DeploymentStrategy(
-                        type="RollingUpdate",
-                        rolling_update=k8s.RollingUpdateDeployment(
-                            max_unavailable=k8s.IntOrString.from_number(0),
-                            max_surge=k8s.IntOrString.from_string("25%"),
-                        ),
-                    ),
-                    template=k8s.PodTemplateSpec(
-                        metadata=k8s.ObjectMeta(labels=object_labels),
-                        spec=restricted_pod_spec(
-                            containers=[container],
-                            service_account_name=name,
-                            # The HPA picks which pod to remove, busy or not: a removed worker
-                            # gets SIGTERM, stops receiving and finishes its task within
-                            # WORKER_DRAIN_SECONDS (max_task_seconds), then this margin.
-                            termination_grace_period_seconds=grace,
-                            selector=selector,
-                        ),
-                    ),
-                ),
+                selector=selector,
+                pod_labels=object_labels,
+                containers=[container],
+                service_account_name=name,
+                # The HPA picks which pod to remove, busy or not: a removed worker gets SIGTERM,
+                # stops receiving and finishes its task within WORKER_DRAIN_SECONDS
+                # (max_task_seconds), then this margin.
+                termination_grace_period_seconds=grace,
             )
             skips = {"CKV_K8S_8": checkov.NO_PROBE, "CKV_K8S_9": checkov.NO_PROBE}
             if secrets:
@@ -411,18 +385,9 @@ class WorkerChart(Chart):
                     ),
                 ),
             )
-            self.disruption_budget = k8s.KubePodDisruptionBudget(
-                self,
-                "DisruptionBudget",
-                metadata=meta(),
-                spec=k8s.PodDisruptionBudgetSpec(
-                    # Node drains take one worker at a time; each finishes its task first.
-                    max_unavailable=k8s.IntOrString.from_number(1),
-                    selector=k8s.LabelSelector(match_labels=selector),
-                    # A pod that never became ready may be evicted: it holds no task, and a
-                    # crash-looping worker must not block node drains.
-                    unhealthy_pod_eviction_policy="AlwaysAllow",
-                ),
+            # Node drains take one worker at a time; each finishes its task first.
+            self.disruption_budget = disruption_budget(
+                self, "DisruptionBudget", metadata=meta(), selector=selector, max_unavailable=1
             )
 
         self.network_policy = k8s.KubeNetworkPolicy(

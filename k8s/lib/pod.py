@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from cdk8s_plus_33 import k8s
 
-from config.model import PodResources
+from config.model import DeploymentConfig, PodResources
 from constructs import Construct
 from k8s.lib import defaults
 
@@ -85,6 +85,26 @@ def secret_env(name: str, *, secret_name: str, key: str) -> k8s.EnvVar:
     )
 
 
+def secret_keys(
+    config: DeploymentConfig, *, redis_password: bool, service_token: bool
+) -> dict[str, str]:
+    """The variables a pod reads from the Secret: variable name -> the Secret's key."""
+    keys = {}
+    if redis_password:
+        keys["REDIS_PASSWORD"] = defaults.SECRET_KEY_REDIS_PASSWORD
+    if service_token:
+        keys["SERVICE_AUTH_TOKEN"] = defaults.SECRET_KEY_SERVICE_AUTH_TOKEN
+    if config.llm.provider == "openai-compatible":
+        keys["LLM_API_KEY"] = defaults.SECRET_KEY_LLM_API_KEY
+    return keys
+
+
+def secret_envs(keys: Mapping[str, str], *, secret_name: str) -> list[k8s.EnvVar]:
+    return [
+        secret_env(variable, secret_name=secret_name, key=key) for variable, key in keys.items()
+    ]
+
+
 def plain_env(environment: Mapping[str, str]) -> list[k8s.EnvVar]:
     return [k8s.EnvVar(name=name, value=value) for name, value in sorted(environment.items())]
 
@@ -126,6 +146,73 @@ def hardened_container(
         liveness_probe=liveness_probe,
         lifecycle=lifecycle,
         volume_mounts=[k8s.VolumeMount(name=SCRATCH_VOLUME, mount_path=defaults.SCRATCH_PATH)],
+    )
+
+
+def rolling_deployment(
+    scope: Construct,
+    construct_id: str,
+    *,
+    metadata: k8s.ObjectMeta,
+    selector: Mapping[str, str],
+    pod_labels: Mapping[str, str],
+    containers: Sequence[k8s.Container],
+    service_account_name: str,
+    termination_grace_period_seconds: int,
+) -> k8s.KubeDeployment:
+    """A Deployment of restricted pods spread over zones and hosts, whose count an autoscaler
+    owns and whose rollouts never lose capacity.
+
+    No ``replicas``: with a value, every ``kubectl apply`` would reset the HPA's or KEDA's count
+    to it, ending sessions or tasks on the pods it removes. ``maxUnavailable: 0``: new pods come
+    up (and pass readiness) before old ones start draining.
+    """
+    return k8s.KubeDeployment(
+        scope,
+        construct_id,
+        metadata=metadata,
+        spec=k8s.DeploymentSpec(
+            selector=k8s.LabelSelector(match_labels=dict(selector)),
+            revision_history_limit=5,
+            strategy=k8s.DeploymentStrategy(
+                type="RollingUpdate",
+                rolling_update=k8s.RollingUpdateDeployment(
+                    max_unavailable=k8s.IntOrString.from_number(0),
+                    max_surge=k8s.IntOrString.from_string("25%"),
+                ),
+            ),
+            template=k8s.PodTemplateSpec(
+                metadata=k8s.ObjectMeta(labels=dict(pod_labels)),
+                spec=restricted_pod_spec(
+                    containers=containers,
+                    service_account_name=service_account_name,
+                    termination_grace_period_seconds=termination_grace_period_seconds,
+                    selector=selector,
+                ),
+            ),
+        ),
+    )
+
+
+def disruption_budget(
+    scope: Construct,
+    construct_id: str,
+    *,
+    metadata: k8s.ObjectMeta,
+    selector: Mapping[str, str],
+    max_unavailable: int,
+) -> k8s.KubePodDisruptionBudget:
+    """Node drains take at most ``max_unavailable`` pods at once. A pod that never became ready
+    may always be evicted: a stuck rollout or a crash-looping pod must not block a drain."""
+    return k8s.KubePodDisruptionBudget(
+        scope,
+        construct_id,
+        metadata=metadata,
+        spec=k8s.PodDisruptionBudgetSpec(
+            max_unavailable=k8s.IntOrString.from_number(max_unavailable),
+            selector=k8s.LabelSelector(match_labels=dict(selector)),
+            unhealthy_pod_eviction_policy="AlwaysAllow",
+        ),
     )
 
 

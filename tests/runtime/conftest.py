@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import threading
 import uuid
@@ -17,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+import redis
 from moto import mock_aws
 
 from runtime.dynamodb_store import DynamoDBSessionStore
 from runtime.llm.types import LLMResponse, Message, ToolCall, ToolSpec, Usage
 from tests.fakes.clock import FakeClock
+from tests.fakes.redis_server import RedisServer
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -328,3 +331,43 @@ def handler_env(monkeypatch: pytest.MonkeyPatch, aws_env: None) -> dict[str, str
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("LLM_API_KEY_SECRET_ARN", raising=False)
     return dict(HANDLER_ENV)
+
+
+# --- Redis (the session's real redis-server, tests/conftest.py) ----------------------------------
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain client, to look at the keys the code under test wrote."""
+    client = redis.Redis(
+        host=redis_server.host, port=redis_server.port, password=redis_server.password
+    )
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_queue(raw: redis.Redis) -> Iterator[str]:
+    """A Redis queue's list name per test on the shared server, its keys removed afterwards."""
+    name = f"test-queue-{uuid.uuid4().hex}"
+    yield name
+    for key in raw.scan_iter(match=name + "*"):
+        raw.delete(key)
+
+
+@pytest.fixture
+def redis_queue_url(redis_server: RedisServer, redis_queue: str) -> str:
+    return f"{redis_server.url}#{redis_queue}"
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Undo what a worker's ``configure_logging`` did to the root logger."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)

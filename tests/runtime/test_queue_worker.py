@@ -650,18 +650,6 @@ def test_json_log_lines_carry_the_extras_and_the_exception() -> None:
     assert "boom" in failed["exception"]
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-
-
 def test_main_runs_both_queues_until_sigterm_and_exits_0(
     make_env: Callable[..., AsyncEnv],
     monkeypatch: pytest.MonkeyPatch,

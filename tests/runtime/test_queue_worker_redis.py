@@ -8,10 +8,8 @@ consumer the real :class:`QueueConsumer` and :func:`main`; only the model is scr
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -46,25 +44,13 @@ WORKER_ENV = {
 
 
 @pytest.fixture
-def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
-    yield client
-    client.close()
+def queue(redis_queue: str) -> str:
+    return redis_queue
 
 
 @pytest.fixture
-def queue(raw: redis.Redis) -> Iterator[str]:
-    name = f"test-tasks-{uuid.uuid4().hex}"
-    yield name
-    for key in raw.scan_iter(match=name + "*"):
-        raw.delete(key)
-
-
-@pytest.fixture
-def queue_url(redis_server: RedisServer, queue: str) -> str:
-    return f"{redis_server.url}#{queue}"
+def queue_url(redis_queue_url: str) -> str:
+    return redis_queue_url
 
 
 @pytest.fixture
@@ -94,18 +80,6 @@ def make_env(
 @pytest.fixture
 def env(make_env: Callable[..., AsyncEnv]) -> AsyncEnv:
     return make_env()
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 def consumer_for(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -32,26 +31,13 @@ RECEIVE_COUNT = ["ApproximateReceiveCount"]
 
 
 @pytest.fixture
-def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
-    yield client
-    client.close()
+def name(redis_queue: str) -> str:
+    return redis_queue
 
 
 @pytest.fixture
-def name(raw: redis.Redis) -> Iterator[str]:
-    """A queue per test on the session's shared server, its keys removed afterwards."""
-    name = f"test-queue-{uuid.uuid4().hex}"
-    yield name
-    for key in raw.scan_iter(match=name + "*"):
-        raw.delete(key)
-
-
-@pytest.fixture
-def url(redis_server: RedisServer, name: str) -> str:
-    return f"{redis_server.url}#{name}"
+def url(redis_queue_url: str) -> str:
+    return redis_queue_url
 
 
 @pytest.fixture

@@ -32,12 +32,8 @@ from tests.runtime.test_dynamodb_store import TURN
 
 
 @pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis(
-        host=redis_server.host, port=redis_server.port, password=redis_server.password
-    )
-    yield client
-    client.close()
+def client(raw: redis.Redis) -> redis.Redis:
+    return raw
 
 
 @pytest.fixture
