@@ -124,6 +124,24 @@ def test_the_cli_writes_every_env_and_refuses_a_bad_config(tmp_path: Path) -> No
     assert "Traceback" not in bad.stderr
 
 
+def test_the_cdk8s_project_file_runs_the_same_app(tmp_path: Path) -> None:
+    # `cdk8s synth` (npm cdk8s-cli) runs cdk8s.yaml's app from k8s/; run that command line here,
+    # pointed at a temporary folder, and expect the committed manifests.
+    project = yaml.safe_load((REPO_ROOT / "k8s" / "cdk8s.yaml").read_text())
+    assert project["language"] == "python"
+    assert (REPO_ROOT / "k8s" / project["output"]) == DIST_DIR
+    # A shell, as the CLI uses: the app command is a shell line (`cd .. && ...`).
+    run = subprocess.run(  # noqa: S602
+        f"{project['app']} --outdir {tmp_path}", shell=True, cwd=REPO_ROOT / "k8s",
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    for env in COMMITTED_ENVS:
+        for path in (DIST_DIR / env).rglob("*.yaml"):
+            fresh = tmp_path / env / path.relative_to(DIST_DIR / env)
+            assert fresh.read_text() == path.read_text(), path
+
+
 # --- schemas --------------------------------------------------------------------------------------
 
 
