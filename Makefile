@@ -7,15 +7,22 @@ PY := .venv/bin/python
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/.venv/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup synth test bench clean redis-server
+.PHONY: setup synth test bench clean redis-server chromium
 
-setup: .venv/.installed .venv-checkov/.installed node_modules/.installed redis-server
+setup: .venv/.installed .venv-checkov/.installed node_modules/.installed redis-server chromium
 
 # The Redis session store and container tests run against a real redis-server (Debian package).
 redis-server:
 	@command -v redis-server >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get install -y -q redis-server || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server; }; }
+
+# The web UI's browser tests: Debian's Chromium and its chromedriver (one package version, so the
+# two never drift apart; no test tool downloads a browser).
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -q chromium chromium-driver || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; }; }
 
 .venv/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv .venv

@@ -7,6 +7,7 @@ Routes (OpenAPI at ``/openapi.json``, interactive docs at ``/docs``)::
     WS   /agent/{session_id}               steps streamed as frames (protocol below)
     GET  /healthz                          liveness: the process answers
     GET  /readyz                           readiness: the store answers, the process is not draining
+    GET  /ui/                              the chat page, no token (SERVICE_UI; runtime.service.ui)
 
 The request rules and the error mapping are :mod:`runtime.sessions_api`'s, shared with the Lambda
 adapter. Everything blocking (steps, store reads, probes) runs in worker threads, so the event
@@ -58,6 +59,7 @@ from runtime.service.streaming import (
     StepThreads,
     in_daemon_thread,
 )
+from runtime.service.ui import mount_ui
 from runtime.session_store import SessionStore, SessionStoreUnavailableError
 from runtime.sessions_api import (
     STEP_FAILURES,
@@ -334,6 +336,10 @@ def create_app(
     async def agent_socket(websocket: WebSocket, session_id: str) -> None:
         await _AgentSocket(websocket, session_id, state).serve()
 
+    if settings.ui:
+        # Added last, so it is the outermost middleware: the static page is answered in front of
+        # the bearer check; the API and the WebSocket behind it still need the token.
+        mount_ui(app)
     return app
 
 

@@ -64,6 +64,9 @@ class ServiceSettings(BaseModel):
     # The bearer token every request but the probes needs (runtime.service.auth); the stack
     # injects it as an ECS secret. Unset only for local development.
     auth_token: SecretStr | None = Field(default=None, min_length=16, alias="SERVICE_AUTH_TOKEN")
+    # The chat page at /ui/ (runtime.service.ui): static and public like the docs; the WebSocket
+    # it opens still needs the token. Off where another host (S3 + CloudFront) serves the page.
+    ui: bool = Field(default=True, alias="SERVICE_UI")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", alias="SERVICE_LOG_LEVEL"
     )
