@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from runtime.llm.types import LLMClient, LLMError, Message, ToolCall, Usage
+from runtime.memory.context import bind_session
 from runtime.session_store import SessionConflictError, SessionStore
 from runtime.tools import ToolRegistry
 
@@ -112,7 +113,10 @@ def run_step(
         # Every call gets its result message, even on the last iteration: providers reject a
         # history where an assistant tool call has no matching tool result.
         for call in reply.tool_calls:
-            result = tools.execute(call)
+            # Tools that keep per-user state (memory) scope it to this session; the binding is
+            # undone after the call, so a later step on this worker thread cannot inherit it.
+            with bind_session(session_id):
+                result = tools.execute(call)
             calls_made.append(call)
             messages.append(Message(role="tool", content=result.output, tool_call_id=call.id))
             emit(

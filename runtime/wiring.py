@@ -7,13 +7,14 @@ Manager key cache and one time-budget rule.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from runtime.llm.types import LLMClient, LLMResponse, LLMTimeoutError, Message, ToolSpec
 from runtime.session_store import SessionStore
 from runtime.settings import RuntimeSettings
-from runtime.tools import ToolRegistry, default_registry
+from runtime.tools import Tool, ToolRegistry, default_registry
 
 # Left for the work after the last model call (tools, the DynamoDB save, the response) so that a
 # slow model ends in a clean timeout error rather than in the platform killing the process
@@ -72,8 +73,14 @@ def build_dependencies(config: RuntimeSettings) -> Dependencies:
             api_key=api_key,
         )
 
+    memory: list[Tool] = []
+    if os.environ.get("MEMORY_STORE", "none") != "none":
+        # Imported only when configured: the Lambda functions never pay for it at cold start.
+        from runtime.memory.factory import build_memory_tools
+
+        memory = build_memory_tools(os.environ, llm_api_key=api_key, http_client=http_client)
     return Dependencies(
-        settings=config, store=store, llm_factory=llm_factory, tools=default_registry()
+        settings=config, store=store, llm_factory=llm_factory, tools=default_registry(extra=memory)
     )
 
 

@@ -137,7 +137,7 @@ class OpenAICompatibleClient:
                 status = response.status_code
                 if 200 <= status < 300:
                     return self._parse(response, key)
-                detail = f"HTTP {status}: {_error_detail(response, key)}"
+                detail = f"HTTP {status}: {error_detail(response, key)}"
                 if status == 401 and not auth_retried and self._key_source is not None:
                     # A rotated key: the cache still holds the old one. Not counted as an attempt
                     # and not delayed, since nothing about the provider's load changed.
@@ -192,7 +192,7 @@ class OpenAICompatibleClient:
         except ValueError:
             raise LLMUpstreamError(
                 f"{self._host} answered HTTP {response.status_code} with a body that is not JSON: "
-                f"{_error_detail(response, key)}",
+                f"{error_detail(response, key)}",
                 status=response.status_code,
             ) from None
         try:
@@ -353,7 +353,7 @@ def _headers(key: str | None) -> dict[str, str]:
     return headers
 
 
-def _error_detail(response: httpx.Response, key: str | None) -> str:
+def error_detail(response: httpx.Response, key: str | None) -> str:
     """The provider's own explanation, shortened, with the key scrubbed out.
 
     Some providers echo the rejected key back ("Incorrect API key provided: sk-..."), so the
