@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.clock import FakeClock
+from tests.fakes.postgres_server import PostgresServer, running_postgres
 from tests.fakes.redis_server import RedisServer, running_redis
 
 AWS_TEST_REGION = "us-east-1"
@@ -31,4 +32,11 @@ def clock() -> FakeClock:
 def redis_server() -> Iterator[RedisServer]:
     """One real redis-server for the session; tests flush what they use (see fakes/redis_server)."""
     with running_redis() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL with pgvector for the session (see fakes/postgres_server)."""
+    with running_postgres() as server:
         yield server

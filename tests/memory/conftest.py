@@ -15,19 +15,12 @@ from psycopg import sql
 from runtime.memory.embedders import Embedder, HashingEmbedder
 from runtime.memory.store import MAX_CONTENT_CHARS, PgVectorMemoryStore
 from tests.fakes.clock import FakeClock
-from tests.fakes.postgres_server import PostgresServer, running_postgres
+from tests.fakes.postgres_server import PostgresServer
 
 TTL_SECONDS = 3600
 DIMENSIONS = 64
 
 StoreFactory = Callable[..., PgVectorMemoryStore]
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One real PostgreSQL with pgvector for the session (see fakes/postgres_server)."""
-    with running_postgres() as server:
-        yield server
 
 
 @pytest.fixture

@@ -13,10 +13,9 @@ fail on CI (``CI`` set), where ``make setup`` installs it.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from html.parser import HTMLParser
@@ -27,17 +26,24 @@ from typing import Any
 
 import httpx
 import pytest
-from selenium.webdriver import Chrome, ChromeOptions
-from selenium.webdriver.chrome.service import Service as ChromeService
+from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.wait import WebDriverWait
 from websockets.exceptions import InvalidStatus
 
 from runtime.service.app import create_app
 from runtime.service.settings import ServiceSettings
 from runtime.service.ui import STATIC_DIR, UI_HEADERS, mount_ui
 from runtime.wiring import Dependencies
+from tests.fakes.browser import (
+    chrome,
+    fill,
+    page_errors,
+    status,
+    step_done,
+    transcript,
+    wait_for,
+)
 from tests.fakes.memory_store import InMemorySessionStore
 from tests.fakes.openai_server import FakeOpenAIServer, TextReply, ToolCallReply
 from tests.runtime.conftest import text
@@ -234,92 +240,11 @@ def test_the_page_works_under_its_csp_and_from_any_origin() -> None:
 
 # --- the page in a real browser -----------------------------------------------------------------
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-# Offline and quiet: nothing but the page's own requests leaves the browser.
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-# Every entry of the transcript: its kind, then the text of each of its parts.
-TRANSCRIPT_JS = """
-return Array.from(document.querySelectorAll("#transcript > li"),
-                  (li) => [li.dataset.type, Array.from(li.children, (c) => c.textContent)]);
-"""
-
-Transcript = list[list[Any]]
-
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chrome]:
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    if missing:
-        message = (
-            f"browser tests need {' and '.join(missing)}: "
-            "apt-get install -y chromium chromium-driver (make setup does)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    options = ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # The driver path given: Selenium Manager (which would download drivers) is not run.
-    driver = Chrome(options=options, service=ChromeService(str(CHROMEDRIVER)))
-    try:
+    with chrome(tmp_path_factory.mktemp("chromium-profile")) as driver:
         yield driver
-    finally:
-        driver.quit()
-
-
-def wait_for(driver: Chrome, condition: Callable[[Chrome], Any], what: str) -> Any:
-    return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.02).until(
-        condition, f"timed out waiting for {what}"
-    )
-
-
-def transcript(driver: Chrome) -> Transcript:
-    entries: Transcript = driver.execute_script(TRANSCRIPT_JS)
-    return entries
-
-
-def step_done(count: int) -> Callable[[Chrome], bool]:
-    """True once the transcript holds ``count`` entries that end a step (answer or error)."""
-
-    def done(driver: Chrome) -> bool:
-        kinds = [entry[0] for entry in transcript(driver)]
-        return sum(kind in ("result", "error") for kind in kinds) >= count
-
-    return done
-
-
-def status(driver: Chrome) -> str:
-    return str(driver.find_element(By.ID, "status").get_attribute("data-state"))
-
-
-def fill(driver: Chrome, element_id: str, value: str) -> None:
-    field = driver.find_element(By.ID, element_id)
-    field.clear()
-    field.send_keys(value)
-
-
-def page_errors(driver: Chrome) -> list[str]:
-    """Console errors: a CSP violation or a script error would be one (favicon misses are not)."""
-    logs: list[dict[str, Any]] = driver.get_log("browser")
-    return [
-        str(entry["message"])
-        for entry in logs
-        if entry["level"] == "SEVERE" and "favicon.ico" not in str(entry["message"])
-    ]
 
 
 @contextmanager

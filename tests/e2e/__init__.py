@@ -1,0 +1,1 @@
+"""End-to-end tests across patterns, in one process on real local servers."""
