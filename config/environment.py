@@ -138,3 +138,31 @@ def task_environment(
         if inbound.header is not None:
             environment["INBOUND_SIGNATURE_HEADER"] = inbound.header
     return environment
+
+
+def memory_environment(
+    config: DeploymentConfig, *, database_url: str, database_user: str
+) -> dict[str, str]:
+    """The agent memory's ``MEMORY_*`` variables (``runtime.memory.settings``).
+
+    ``database_url`` is ``postgresql://<host>:<port>/<database>[?options]`` without credentials:
+    the user is ``MEMORY_DATABASE_USER`` and the password arrives apart, as the ECS secret
+    ``MEMORY_DATABASE_PASSWORD``. Memory entries expire
+    with ``SESSION_TTL_SECONDS`` (agent_environment), the same knob as Redis and DynamoDB.
+    """
+    if config.hybrid is None:
+        raise ValueError("memory_environment: the config has no hybrid section (hybrid.memory)")
+    if "@" in database_url.partition("://")[2].partition("/")[0]:
+        raise ValueError(
+            "memory_environment: database_url must not carry credentials; the password "
+            "travels as the MEMORY_DATABASE_PASSWORD secret"
+        )
+    memory = config.hybrid.memory
+    return {
+        "MEMORY_STORE": "pgvector",
+        "MEMORY_DATABASE_URL": database_url,
+        "MEMORY_DATABASE_USER": database_user,
+        "MEMORY_EMBEDDER": memory.embedder,
+        "MEMORY_EMBEDDING_MODEL": memory.embedding_model,
+        "MEMORY_EMBEDDING_DIMENSIONS": str(memory.embedding_dimensions),
+    }

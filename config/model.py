@@ -975,6 +975,90 @@ class KubernetesConfig(_Strict):
         return self
 
 
+# --- hybrid pattern (stacks/network_stack.py, memory_stack.py, front_door_stack.py) -------------
+
+# Aurora Serverless v2 capacity: 0-256 ACU in steps of 0.5; 0 pauses the instance (auto-pause).
+AURORA_MAX_ACU = 256
+# Aurora's SecondsUntilAutoPause range.
+AURORA_AUTO_PAUSE_SECONDS = (300, 86_400)
+# The vector sizes Titan Text Embeddings v2 (the Bedrock embedder) offers, and the largest vector
+# pgvector's HNSW index takes (runtime/memory/types.py: MAX_INDEXED_DIMENSIONS).
+EMBEDDING_DIMENSIONS = (256, 512, 1024)
+MAX_INDEXED_DIMENSIONS = 2000
+
+
+class MemoryConfig(_Strict):
+    """The agent memory's vector store: Aurora Serverless v2 PostgreSQL with pgvector."""
+
+    # 0: the instance pauses after auto_pause_seconds without connections and storage is all
+    # that is billed; the first connection after a pause waits for the resume (about 15 s).
+    min_acu: float = Field(default=0, ge=0, le=AURORA_MAX_ACU)
+    max_acu: float = Field(default=2, ge=1, le=AURORA_MAX_ACU)
+    auto_pause_seconds: int = Field(
+        default=300, ge=AURORA_AUTO_PAUSE_SECONDS[0], le=AURORA_AUTO_PAUSE_SECONDS[1]
+    )
+    # Automated backups kept this many days (Aurora allows 1-35).
+    backup_retention_days: int = Field(default=7, ge=1, le=35)
+    database_name: str = Field(default="agent_memory", pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    embedder: Literal["bedrock", "openai-compatible"] = "bedrock"
+    embedding_model: str = Field(
+        default="amazon.titan-embed-text-v2:0", min_length=1, max_length=200
+    )
+    # The embedding model's vector size: 256, 512 or 1024 for Bedrock's Titan v2; up to 2000 for an
+    # OpenAI-compatible model (e.g. 1536 for text-embedding-3-small).
+    embedding_dimensions: int = Field(default=1024, ge=1, le=MAX_INDEXED_DIMENSIONS)
+
+    @field_validator("min_acu", "max_acu")
+    @classmethod
+    def _half_steps(cls, value: float) -> float:
+        if (value * 2) % 1:
+            raise ValueError("must be a multiple of 0.5 (Aurora scales in half-ACU steps)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MemoryConfig:
+        if self.min_acu > self.max_acu:
+            raise ValueError(f"min_acu ({self.min_acu:g}) cannot exceed max_acu ({self.max_acu:g})")
+        if self.min_acu > 0 and "auto_pause_seconds" in self.model_fields_set:
+            raise ValueError(
+                f"auto_pause_seconds applies only when min_acu is 0 (got min_acu "
+                f"{self.min_acu:g}): remove it, or set min_acu to 0 to let the instance pause"
+            )
+        if self.embedder == "bedrock" and self.embedding_dimensions not in EMBEDDING_DIMENSIONS:
+            allowed = ", ".join(map(str, EMBEDDING_DIMENSIONS))
+            raise ValueError(
+                f"embedding_dimensions must be one of {allowed} when embedder is bedrock "
+                f"(the sizes Titan Text Embeddings v2 produces; got {self.embedding_dimensions})"
+            )
+        if self.embedder == "bedrock" and not re.fullmatch(
+            r"[a-z0-9-]+(\.[A-Za-z0-9-]+)+(:[0-9]+)?", self.embedding_model
+        ):
+            raise ValueError(
+                "embedding_model must be a Bedrock model id such as "
+                "amazon.titan-embed-text-v2:0 when embedder is bedrock"
+            )
+        return self
+
+
+class HybridConfig(_Strict):
+    """The hybrid architecture: one front door over the sync, async and WebSocket paths."""
+
+    # Where synchronous chat (/v1/sessions/...) goes: the container service (ALB through a VPC
+    # link) or the serverless agent function.
+    sync_backend: Literal["container", "lambda"] = "container"
+    # A CloudFront distribution as the one entry point: the web UI, WebSockets and the API.
+    cloudfront: bool = True
+    # The name on container.certificate_arn (the load balancer's domain, pointed at it in DNS):
+    # the VPC link and CloudFront verify the load balancer's certificate against it. Required
+    # when container.certificate_arn is set.
+    service_domain_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+    )
+    memory: MemoryConfig = MemoryConfig()
+
+
 class DeploymentConfig(_Strict):
     """One agent deployment. ``name`` prefixes stack ids; tags land on every resource."""
 
@@ -997,6 +1081,8 @@ class DeploymentConfig(_Strict):
     container: ContainerConfig
     # The Kubernetes deployment (k8s/); absent: the cdk8s app emits nothing for this config.
     kubernetes: KubernetesConfig | None = None
+    # The hybrid architecture (front door, network, vector store); absent: not built.
+    hybrid: HybridConfig | None = None
     tags: dict[
         Annotated[str, StringConstraints(min_length=1, max_length=128)],
         Annotated[str, StringConstraints(max_length=256)],
@@ -1040,6 +1126,7 @@ class DeploymentConfig(_Strict):
         ]
         self._container_fits()
         self._kubernetes_fits()
+        self._hybrid_fits()
         given = [(field, value) for field, value in names if value is not None]
         for i, (field, value) in enumerate(given):
             for other, other_value in given[i + 1 :]:
@@ -1095,6 +1182,32 @@ class DeploymentConfig(_Strict):
                 f"container.max_concurrent_sessions ({self.container.max_concurrent_sessions}) "
                 f"is also Cloud Run's containerConcurrency, which is at most "
                 f"{CLOUD_RUN_MAX_CONCURRENCY}"
+            )
+
+    def _hybrid_fits(self) -> None:
+        hybrid = self.hybrid
+        if hybrid is None:
+            return
+        if self.api.auth != "iam":
+            raise ValueError(
+                f"hybrid needs api.auth iam (got {self.api.auth}): the front door is an HTTP "
+                f"API, which has no API keys or usage plans"
+            )
+        if self.container.certificate_arn is not None and hybrid.service_domain_name is None:
+            raise ValueError(
+                "hybrid.service_domain_name is required when container.certificate_arn is set: "
+                "the VPC link and CloudFront verify the load balancer's certificate against it"
+            )
+        if self.container.certificate_arn is None and hybrid.service_domain_name is not None:
+            raise ValueError(
+                "hybrid.service_domain_name needs container.certificate_arn: without a "
+                "certificate the load balancer speaks plain HTTP and there is nothing to verify"
+            )
+        memory = hybrid.memory
+        if memory.embedder == "openai-compatible" and self.llm.provider != "openai-compatible":
+            raise ValueError(
+                "hybrid.memory.embedder is openai-compatible, which uses llm.base_url and the "
+                "LLM key, but llm.provider is bedrock; set hybrid.memory.embedder to bedrock"
             )
 
     @property

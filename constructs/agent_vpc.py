@@ -166,9 +166,17 @@ class AgentVpc(Construct):
         if self.endpoint_security_group is None:
             return
         for peer in peers:
-            self.endpoint_security_group.connections.allow_from(
-                peer, ec2.Port.tcp(443), "tasks call AWS APIs through the VPC endpoints"
-            )
+            description = "tasks call AWS APIs through the VPC endpoints"
+            if isinstance(peer, Construct) and Stack.of(peer) is not Stack.of(self):
+                # A peer in another stack opens the path from its side: both rules then live in
+                # its stack, and this VPC's stack does not reference the stacks that use it.
+                peer.connections.allow_to(
+                    self.endpoint_security_group, ec2.Port.tcp(443), description
+                )
+            else:
+                self.endpoint_security_group.connections.allow_from(
+                    peer, ec2.Port.tcp(443), description
+                )
 
 
 def _endpoint_id(service_name: str) -> str:

@@ -13,7 +13,10 @@ from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
 from config.model import DeploymentConfig
 from stacks.async_agent_stack import AsyncAgentStack
-from stacks.container_agent_stack import ContainerAgentStack, TaskPipeline
+from stacks.container_agent_stack import ContainerAgentStack, MemoryDatabase, TaskPipeline
+from stacks.front_door_stack import FrontDoorBackends, FrontDoorStack
+from stacks.memory_stack import MemoryStack
+from stacks.network_stack import NetworkStack
 from stacks.serverless_agent_stack import ServerlessAgentStack
 
 
@@ -34,6 +37,30 @@ def build_deployment(app: App, config: DeploymentConfig) -> list[Stack]:
     tasks = AsyncAgentStack(
         app, stack_id(config, "async"), config=config, llm_secret_stack=serverless, env=env
     )
+    hybrid: list[Stack] = []
+    network, memory = None, None
+    if config.hybrid is not None:
+        # The hybrid architecture: the VPC in a stack of its own, which the vector store and the
+        # container tasks both reference (one direction each; see stacks/network_stack.py).
+        network_stack = NetworkStack(app, stack_id(config, "network"), config=config, env=env)
+        network = network_stack.network
+        memory_stack = MemoryStack(
+            app,
+            stack_id(config, "memory"),
+            config=config,
+            vpc=network.vpc,
+            subnets=network.data_subnets,
+            env=env,
+        )
+        store = memory_stack.store
+        memory = MemoryDatabase(
+            url=store.url,
+            user=store.user,
+            secret=store.secret,
+            secret_key=memory_stack.data_key,
+            connections=store.connections,
+        )
+        hybrid = [network_stack, memory_stack]
     container = ContainerAgentStack(
         app,
         stack_id(config, "container"),
@@ -49,9 +76,31 @@ def build_deployment(app: App, config: DeploymentConfig) -> list[Stack]:
             inbound_secret=tasks.inbound_secret,
         ),
         llm_secret=serverless.llm_secret,
+        network=network,
+        memory=memory,
         env=env,
     )
-    stacks: list[Stack] = [serverless, tasks, container]
+    if config.hybrid is not None and network is not None:
+        container_backend = config.hybrid.sync_backend == "container"
+        # Only what the config routes to: every field is a cross-stack reference.
+        backends = FrontDoorBackends(
+            tasks_function=tasks.ingress.alias,
+            sessions_function=None if container_backend else serverless.agent.alias,
+            listener=container.service.listener if container_backend else None,
+            load_balancer=(
+                container.service.load_balancer
+                if container_backend or config.hybrid.cloudfront
+                else None
+            ),
+            vpc=network.vpc if container_backend else None,
+            vpc_link_subnets=network.app_subnets if container_backend else None,
+        )
+        hybrid.append(
+            FrontDoorStack(
+                app, stack_id(config, "frontdoor"), config=config, backends=backends, env=env
+            )
+        )
+    stacks: list[Stack] = [serverless, tasks, *hybrid, container]
     for stack in stacks:
         for key, value in sorted(config.tags.items()):
             Tags.of(stack).add(key, value)

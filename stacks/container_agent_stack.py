@@ -19,11 +19,13 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 
 from config.environment import (
     agent_environment,
+    memory_environment,
     service_environment,
     task_environment,
     worker_environment,
@@ -42,6 +44,7 @@ from constructs.secure_defaults import (
     CONTAINER_INSIGHTS,
     CONTAINER_PORT,
     HEALTHCHECK_COMMAND,
+    MEMORY_PORT,
     NAT_LESS_INTERFACE_ENDPOINTS,
     SERVICE_COMMAND,
     SERVICE_TOKEN_LENGTH,
@@ -51,6 +54,7 @@ from constructs.secure_defaults import (
 from constructs.session_cache import SessionCache, SessionCacheProps
 from stacks.shared import (
     grant_bedrock_invoke_to_role,
+    grant_bedrock_model_to_role,
     log_retention,
     nag_resource,
     removal_policy,
@@ -95,12 +99,48 @@ class TaskPipeline:
     inbound_secret: secretsmanager.ISecret | None
 
 
+@dataclass(frozen=True)
+class MemoryDatabase:
+    """The agent memory the tasks use (the memory stack's vector store), when the config has one.
+
+    Each field is a cross-stack reference to the memory stack, which references nothing here:
+    this stack admits its tasks to the store (the security group rules live in this stack) and
+    injects the password; the store needs to know none of its clients.
+    """
+
+    url: str
+    """``postgresql://<host>:<port>/<database>[?options]``, without credentials."""
+    user: str
+    """The database user the tasks connect as (the secret holds its password)."""
+    secret: secretsmanager.ISecret
+    """The generated credentials; ECS injects the ``password`` field."""
+    secret_key: kms.IKey
+    """The key the secret is encrypted with: the execution roles decrypt through Secrets Manager."""
+    connections: ec2.IConnectable
+    """The store's security group, with its port as the default port."""
+
+
+def interface_endpoints(config: DeploymentConfig) -> tuple[ec2.InterfaceVpcEndpointAwsService, ...]:
+    """The VPC's interface endpoints: none with a NAT gateway; what the tasks call without one."""
+    if config.container.nat_gateways:
+        return ()
+    endpoints: tuple[ec2.InterfaceVpcEndpointAwsService, ...] = NAT_LESS_INTERFACE_ENDPOINTS
+    if config.llm.provider == "bedrock" or (
+        config.hybrid is not None and config.hybrid.memory.embedder == "bedrock"
+    ):
+        endpoints = (*endpoints, BEDROCK_INTERFACE_ENDPOINT)
+    return endpoints
+
+
 class ContainerAgentStack(Stack):
     """Everything one container agent needs; its shape depends only on ``config`` values.
 
     ``llm_secret`` is the LLM key secret the serverless stack owns (required when the config
     names one): ECS injects secrets only by their complete ARN, which an import by name cannot
     give, so this stack references the owner's secret (one stack output) instead of its name.
+
+    ``network`` is a VPC another stack owns (the hybrid architecture's network stack); None: the
+    stack builds its own. ``memory`` wires the tasks to the agent memory's vector store.
     """
 
     def __init__(
@@ -111,8 +151,15 @@ class ContainerAgentStack(Stack):
         config: DeploymentConfig,
         tasks: TaskPipeline,
         llm_secret: secretsmanager.ISecret | None = None,
+        network: AgentVpc | None = None,
+        memory: MemoryDatabase | None = None,
         env: Environment | None = None,
     ) -> None:
+        if memory is not None and config.hybrid is None:
+            raise ValueError(
+                "ContainerAgentStack: memory needs the config's hybrid section (hybrid.memory), "
+                "which holds the embedder the tasks use"
+            )
         if config.llm.api_key_secret_name is not None and llm_secret is None:
             raise ValueError(
                 "ContainerAgentStack: llm_secret is required when llm.api_key_secret_name is "
@@ -141,23 +188,19 @@ class ContainerAgentStack(Stack):
             description=f"{config.name}: container agent data at rest",
             removal_policy=removal,
         ).key
-        endpoints: tuple[ec2.InterfaceVpcEndpointAwsService, ...] = ()
-        if container.nat_gateways == 0:
-            endpoints = NAT_LESS_INTERFACE_ENDPOINTS
-            if config.llm.provider == "bedrock":
-                endpoints = (*endpoints, BEDROCK_INTERFACE_ENDPOINT)
-        network = AgentVpc(
-            self,
-            "Network",
-            props=AgentVpcProps(
-                max_azs=container.max_azs,
-                nat_gateways=container.nat_gateways,
-                interface_endpoints=endpoints,
-                flow_log_retention=retention,
-                encryption_key=data_key,
-                removal_policy=removal,
-            ),
-        )
+        if network is None:
+            network = AgentVpc(
+                self,
+                "Network",
+                props=AgentVpcProps(
+                    max_azs=container.max_azs,
+                    nat_gateways=container.nat_gateways,
+                    interface_endpoints=interface_endpoints(config),
+                    flow_log_retention=retention,
+                    encryption_key=data_key,
+                    removal_policy=removal,
+                ),
+            )
         cluster = ecs.Cluster(
             self, "Cluster", vpc=network.vpc, container_insights_v2=CONTAINER_INSIGHTS
         )
@@ -201,6 +244,25 @@ class ContainerAgentStack(Stack):
             removal_policy=removal,
         )
         stop_timeout = Duration.seconds(container.stop_timeout_seconds)
+        memory_env = (
+            memory_environment(config, database_url=memory.url, database_user=memory.user)
+            if memory is not None
+            else {}
+        )
+        # Imported by its complete ARN, like the LLM key: CDK's grant on the owner's secret would
+        # also put this stack's roles into the memory stack's key policy, a reference back.
+        memory_secret = (
+            secretsmanager.Secret.from_secret_complete_arn(
+                self, "MemorySecret", memory.secret.secret_arn
+            )
+            if memory is not None
+            else None
+        )
+        memory_secrets = (
+            {"MEMORY_DATABASE_PASSWORD": ecs.Secret.from_secrets_manager(memory_secret, "password")}
+            if memory_secret is not None
+            else {}
+        )
 
         def task(
             task_id: str, command: tuple[str, ...], cpu: int, memory_mib: int,
@@ -240,11 +302,13 @@ class ContainerAgentStack(Stack):
                     # X-Forwarded-* are believed only from inside the VPC: the load balancer.
                     forwarded_allow_ips=VPC_CIDR,
                 ),
+                **memory_env,
             },
             {
                 **llm_secrets,
                 "REDIS_PASSWORD": ecs.Secret.from_secrets_manager(cache.auth_secret),
                 "SERVICE_AUTH_TOKEN": ecs.Secret.from_secrets_manager(self.service_token),
+                **memory_secrets,
             },
             "service (HTTP and WebSocket sessions)",
             port=CONTAINER_PORT, health_check=HEALTHCHECK_COMMAND,
@@ -269,8 +333,9 @@ class ContainerAgentStack(Stack):
                     ),
                 ),
                 **worker_environment(config),
+                **memory_env,
             },
-            llm_secrets,
+            {**llm_secrets, **memory_secrets},
             "worker (agent tasks from the task queue)",
         )  # fmt: skip
 
@@ -341,6 +406,28 @@ class ContainerAgentStack(Stack):
                 )
         cache.allow_from(self.service.security_group, "agent service tasks: session store")
         network.allow_endpoints_from(self.service.security_group, self.worker.security_group)
+        if memory is not None and config.hybrid is not None:
+            for tasks_group in (self.service.security_group, self.worker.security_group):
+                # allow_to from this side: both rules (egress here, ingress on the store's
+                # group) land in this stack, so the memory stack references nothing here.
+                tasks_group.connections.allow_to(
+                    memory.connections, ec2.Port.tcp(MEMORY_PORT), "agent memory (vector store)"
+                )
+            for memory_client in (service_task, worker_task):
+                memory_client.execution_role.add_to_principal_policy(
+                    iam.PolicyStatement(
+                        actions=["kms:Decrypt"],
+                        resources=[memory.secret_key.key_arn],
+                        conditions={
+                            "StringEquals": {
+                                "kms:ViaService": f"secretsmanager.{self.region}.{self.url_suffix}"
+                            }
+                        },
+                    )
+                )
+            if config.hybrid.memory.embedder == "bedrock":
+                for role in (service_task.task_role, worker_task.task_role):
+                    grant_bedrock_model_to_role(role, config.hybrid.memory.embedding_model)
 
         # The service's own AWS calls: the model only (sessions are in Redis, the key injected).
         if config.llm.provider == "bedrock":

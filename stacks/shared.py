@@ -68,6 +68,22 @@ def grant_bedrock_invoke_to_role(role: iam.Role, llm: LlmConfig) -> None:
             )
 
 
+def grant_bedrock_model_to_role(role: iam.Role, model_id: str) -> None:
+    """Let ``role`` call ``bedrock:InvokeModel`` on one foundation model in the stack's region.
+
+    For the memory's embedding model: a single request and response, so no streaming action.
+    """
+    stack = Stack.of(role)
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["bedrock:InvokeModel"],
+            resources=[
+                f"arn:{stack.partition}:bedrock:{stack.region}::foundation-model/{model_id}"
+            ],
+        )
+    )
+
+
 def bedrock_invoke_statement(stack: Stack, llm: LlmConfig) -> iam.PolicyStatement:
     """``bedrock:InvokeModel`` on the configured model only (Converse authorizes as InvokeModel)."""
     model_id = llm.model_id

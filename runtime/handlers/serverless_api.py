@@ -58,7 +58,9 @@ if TYPE_CHECKING:
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-app = APIGatewayRestResolver()
+# Behind the hybrid front door (an HTTP API, payload format 1.0, route ANY /v1/sessions/{proxy+})
+# the path keeps the /v1 the REST API's stage removes; either way the routes below match.
+app = APIGatewayRestResolver(strip_prefixes=["/v1"])
 
 _dependencies: Dependencies | None = None
 

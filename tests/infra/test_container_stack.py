@@ -140,6 +140,16 @@ def _plain(value: Any) -> str:
     return "placeholder"
 
 
+def _network(synth: Synthesized, name: str) -> dict[str, Any]:
+    """The template with the VPC: the hybrid architecture's network stack, else the container's."""
+    return synth.template(name, "network" if CONFIGS[name].hybrid else "container")
+
+
+def _in_tier(subnet: Any, tier: str) -> bool:
+    """A subnet reference (a Ref here, or the network stack's output) to the ``tier`` subnets."""
+    return f"Vpc{tier}Subnet" in json.dumps(subnet)
+
+
 def _subnets(template: dict[str, Any], tier: str) -> list[str]:
     return [s for s in ids_of_type(template, "AWS::EC2::Subnet") if f"Vpc{tier}Subnet" in s]
 
@@ -158,7 +168,7 @@ def _default_routes(template: dict[str, Any], tier: str) -> list[dict[str, Any]]
 
 @pytest.mark.parametrize("name", NAMES)
 def test_vpc_spans_the_configured_azs_without_lookups(synth: Synthesized, name: str) -> None:
-    template = synth.template(name, "container")
+    template = _network(synth, name)
     container = CONFIGS[name].container
     assert container.max_azs >= 2
     for tier in ("public", "app", "data"):
@@ -174,7 +184,7 @@ def test_vpc_spans_the_configured_azs_without_lookups(synth: Synthesized, name: 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_flow_logs_capture_all_traffic_to_an_encrypted_group(synth: Synthesized, name: str) -> None:
-    template = synth.template(name, "container")
+    template = _network(synth, name)
     flow_log = one(template, "AWS::EC2::FlowLog")["Properties"]
     [vpc] = ids_of_type(template, "AWS::EC2::VPC")
     assert flow_log["ResourceId"] == {"Ref": vpc}
@@ -201,7 +211,7 @@ def _endpoints(template: dict[str, Any], kind: str) -> set[str]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_nat_gateways_and_endpoints_follow_the_config(synth: Synthesized, name: str) -> None:
-    template = synth.template(name, "container")
+    template = _network(synth, name)
     config = CONFIGS[name]
     nat = config.container.nat_gateways
     assert len(of_type(template, "AWS::EC2::NatGateway")) == nat
@@ -274,7 +284,7 @@ def test_deployments_roll_back_and_keep_full_capacity(
         # Autoscaling owns the count: a deploy never resets a scaled-out service.
         assert "DesiredCount" not in props
         subnets = props["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"]
-        assert all("VpcappSubnet" in subnet["Ref"] for subnet in subnets)
+        assert all(_in_tier(subnet, "app") for subnet in subnets)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -296,7 +306,7 @@ def test_load_balancer_idle_timeout_exceeds_the_heartbeat(
         == str(CONFIGS[name].removal_policy == "retain").lower()
     )
     assert props["Scheme"] == "internet-facing"
-    assert all("VpcpublicSubnet" in subnet["Ref"] for subnet in props["Subnets"])
+    assert all(_in_tier(subnet, "public") for subnet in props["Subnets"])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -504,6 +514,11 @@ def test_secrets_arrive_as_ecs_secrets_never_in_the_environment(
             assert secrets.pop("REDIS_PASSWORD") == {"Ref": auth_secret}
             # Every request but the probes needs this token (runtime/service/auth.py).
             assert secrets.pop("SERVICE_AUTH_TOKEN") == {"Ref": service_token}
+        if config.hybrid is not None:
+            # The memory stack's generated credentials, their password field only.
+            password = secrets.pop("MEMORY_DATABASE_PASSWORD")["Fn::Join"][1]
+            assert password[0]["Fn::GetStackOutput"]["StackName"] == f"{name}-memory"
+            assert password[1] == ":password::"
         assert secrets == {}
     # The replication group reads the token through a dynamic reference at deploy time.
     token = json.dumps(lay.props(lay.cache)["AuthToken"])
@@ -533,7 +548,7 @@ def test_cache_is_encrypted_authenticated_and_private(
     assert props["AutomaticFailoverEnabled"] is replicated
     assert props["SnapshotRetentionLimit"] == redis.snapshot_retention_days
     subnet_group = lay.template["Resources"][props["CacheSubnetGroupName"]["Ref"]]["Properties"]
-    assert all("VpcdataSubnet" in subnet["Ref"] for subnet in subnet_group["SubnetIds"])
+    assert all(_in_tier(subnet, "data") for subnet in subnet_group["SubnetIds"])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -677,6 +692,12 @@ def test_each_role_gets_only_what_it_uses(layouts: dict[str, Layout], name: str)
     config = CONFIGS[name]
     bedrock = {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"}
     uses_bedrock = config.llm.provider == "bedrock"
+    # The memory's embedding model, when Bedrock embeds (test_hybrid_stack.py checks which one).
+    embeds = (
+        {"bedrock:InvokeModel"}
+        if config.hybrid is not None and config.hybrid.memory.embedder == "bedrock"
+        else set()
+    )
     for statement in (
         s for policy in of_type(lay.template, "AWS::IAM::Policy")
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
@@ -688,7 +709,7 @@ def test_each_role_gets_only_what_it_uses(layouts: dict[str, Layout], name: str)
 
     # The service: the model (Bedrock) and nothing else; sessions are in Redis, keys injected.
     service = lay.statements(lay.role_of(lay.service_task, "TaskRoleArn"))
-    assert _actions(service) == (bedrock if uses_bedrock else set())
+    assert _actions(service) == (bedrock if uses_bedrock else set()) | embeds
 
     worker = lay.statements(lay.role_of(lay.worker_task, "TaskRoleArn"))
     worker_actions = _actions(worker)
@@ -698,7 +719,7 @@ def test_each_role_gets_only_what_it_uses(layouts: dict[str, Layout], name: str)
         "sqs:SendMessage", "ecs:UpdateTaskProtection",
     } <= worker_actions  # fmt: skip
     assert not {a for a in worker_actions if a.startswith(("secretsmanager:", "iam:", "s3:"))}
-    assert (worker_actions & bedrock) == (bedrock if uses_bedrock else set())
+    assert (worker_actions & bedrock) == (bedrock if uses_bedrock else set()) | embeds
     [protection] = [s for s in worker if s["Action"] == "ecs:UpdateTaskProtection"]
     [cluster] = ids_of_type(lay.template, "AWS::ECS::Cluster")
     assert json.dumps(protection["Resource"]).endswith(
@@ -723,6 +744,7 @@ def test_each_role_gets_only_what_it_uses(layouts: dict[str, Layout], name: str)
         expected = [
             *(["PublishOutputRefLlmApiKey"] if config.llm.api_key_secret_name else []),
             *(["SessionCacheAuthToken", "ServiceAuthToken"] if task == lay.service_task else []),
+            *(["PublishOutputRefVectorStoreCredentials"] if config.hybrid is not None else []),
         ]
         assert len(secrets) == len(expected), task
         assert all(any(e in s for s in secrets) for e in expected), secrets
@@ -735,7 +757,10 @@ def test_each_role_gets_only_what_it_uses(layouts: dict[str, Layout], name: str)
         for statement in execution:
             if statement["Action"] == "kms:Decrypt" and "Condition" in statement:
                 conditions = json.dumps(statement["Condition"])
-                assert "kms:ViaService" in conditions and "SecretARN" in conditions
+                assert "kms:ViaService" in conditions
+                # A wildcard key needs the secret's ARN; the memory's key is named exactly.
+                if "key/*" in json.dumps(statement["Resource"]):
+                    assert "SecretARN" in conditions
 
 
 # --- state, outputs, dependencies -----------------------------------------------------------------
@@ -850,6 +875,7 @@ def test_every_container_gets_the_environment_the_runtime_validates(
         "LLM_API_KEY": "placeholder",
         "REDIS_PASSWORD": "placeholder",
         "SERVICE_AUTH_TOKEN": "placeholder-token-0123456789",
+        "MEMORY_DATABASE_PASSWORD": "placeholder",
     }
 
     def environment(definition: dict[str, Any]) -> dict[str, str]:
@@ -892,6 +918,16 @@ def test_every_container_gets_the_environment_the_runtime_validates(
     for key in ("LLM_PROVIDER", "LLM_MODEL_ID", "AGENT_MAX_ITERATIONS", "MAX_MESSAGE_CHARS"):
         assert service_env[key] == worker_env[key]
     assert worker_runtime.llm_model_id == runtime.llm_model_id == config.llm.model_id
+    if config.hybrid is not None:
+        # The agent memory's contract, validated by the runtime's own settings model.
+        from runtime.memory.settings import MemorySettings
+
+        for memory_env in (service_env, worker_env):
+            memory = MemorySettings.from_env(memory_env)
+            assert memory.memory_store == "pgvector"
+            assert memory.embedding_model == config.hybrid.memory.embedding_model
+            assert memory.embedding_dimensions == config.hybrid.memory.embedding_dimensions
+            assert memory.session_ttl_seconds == config.session.ttl_seconds
 
 
 # --- constructs on a bare stack -------------------------------------------------------------------

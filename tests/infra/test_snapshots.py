@@ -67,3 +67,12 @@ def test_container_template_snapshot(
 ) -> None:
     template = synth.template(config_name, "container")
     assert normalise(template) == snapshot(extension_class=JSONSnapshotExtension)
+
+
+@pytest.mark.parametrize("pattern", ["network", "memory", "frontdoor"])
+@pytest.mark.parametrize("config_name", [c.name for c in all_configs() if c.hybrid is not None])
+def test_hybrid_template_snapshot(
+    synth: Synthesized, snapshot: SnapshotAssertion, config_name: str, pattern: str
+) -> None:
+    template = synth.template(config_name, pattern)
+    assert normalise(template) == snapshot(extension_class=JSONSnapshotExtension)

@@ -297,6 +297,27 @@ def test_unknown_route_is_a_json_404(api: Api) -> None:
     assert error_of(response)["code"] == "not_found"
 
 
+def test_the_front_doors_http_api_event_reaches_the_same_routes(api: Api) -> None:
+    # The hybrid front door: an HTTP API route ANY /v1/sessions/{proxy+} with payload format
+    # 1.0 (stacks/front_door_stack.py); the path keeps /v1, the path parameter is the proxy.
+    api.llm.script += [text("hello from the front door")]
+    event = post_message_event("front-door", {"message": "hi"})
+    event |= {
+        "resource": "/v1/sessions/{proxy+}",
+        "path": "/v1/sessions/front-door/messages",
+        "pathParameters": {"proxy": "front-door/messages"},
+    }
+    response = api.handler(event, api.context)
+    assert response["statusCode"] == 200, response
+    assert response_json(response)["output"] == "hello from the front door"
+    get = get_session_event("front-door") | {
+        "resource": "/v1/sessions/{proxy+}",
+        "path": "/v1/sessions/front-door",
+        "pathParameters": {"proxy": "front-door"},
+    }
+    assert api.handler(get, api.context)["statusCode"] == 200
+
+
 def test_expected_version_mismatch_is_409(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
     api.llm.script += [text("first")]
     api.post("v", {"message": "one"})
