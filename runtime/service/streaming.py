@@ -75,6 +75,12 @@ class StepThreads:
         with self._idle:
             return self._running
 
+    @property
+    def idle_workers(self) -> int:
+        """Workers waiting for work (a worker rejoins them just after its step's result is out)."""
+        with self._idle:
+            return self._idle_workers
+
     def wait_idle(self, timeout: float) -> bool:
         """Block until no step runs or ``timeout`` (maybe infinite) passes; True if none is left."""
         wait = None if math.isinf(timeout) else max(0.0, timeout)

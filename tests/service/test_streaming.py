@@ -166,20 +166,34 @@ def test_in_daemon_thread_returns_or_raises() -> None:
 def test_steps_reuse_an_idle_worker_and_idle_workers_retire() -> None:
     """A pool, not a thread per step (starting a thread blocks the event loop); a burst's
     workers do not stay forever."""
-    threads = StepThreads(idle_seconds=0.2)
     idents: list[int] = []
 
     def step(sink: EventSink) -> StepResult:
         idents.append(threading.get_ident())
         return emitting(0)(sink)
 
-    async def scenario() -> None:
-        for _ in range(3):
-            await StepStream(step, threads=threads).result()
+    def wait_for_idle_worker(threads: StepThreads) -> None:
+        # The worker rejoins the idle ones just after the loop has the result: wait for that,
+        # or the next step could (correctly) start a thread of its own.
+        deadline = time.monotonic() + WAIT
+        while threads.idle_workers < 1:
+            assert time.monotonic() < deadline, "the worker never became idle"
+            time.sleep(0.005)
 
-    asyncio.run(scenario())
+    async def steps(threads: StepThreads, count: int) -> None:
+        for _ in range(count):
+            await StepStream(step, threads=threads).result()
+            if count > 1:
+                wait_for_idle_worker(threads)
+
+    # Reuse: an idle timeout far above any scheduling delay of a loaded machine.
+    asyncio.run(steps(StepThreads(idle_seconds=60), 3))
     assert len(idents) == 3
     assert len(set(idents)) == 1
+
+    # Retirement: a short idle timeout, and the worker's thread ends.
+    idents.clear()
+    asyncio.run(steps(StepThreads(idle_seconds=0.2), 1))
     deadline = time.monotonic() + WAIT
     while any(t.ident == idents[0] for t in threading.enumerate()):
         assert time.monotonic() < deadline, "the idle worker never retired"
