@@ -58,6 +58,15 @@ class ApiKeySource(Protocol):
 KeyProvider: TypeAlias = ApiKeySource | Callable[[], str | None]
 
 
+def current_key(source: KeyProvider | None) -> str | None:
+    """The key a provider holds now (a rotation-aware source re-reads it after a 401)."""
+    if source is None:
+        return None
+    if isinstance(source, ApiKeySource):
+        return source.get()
+    return source()
+
+
 @dataclass(frozen=True)
 class _Failure:
     kind: Literal["rate_limited", "timeout", "upstream"]
@@ -161,12 +170,7 @@ class OpenAICompatibleClient:
                 raise self._give_up(last, failures, budget_spent=True)
 
     def _current_key(self) -> str | None:
-        source = self._key_source
-        if source is None:
-            return None
-        if isinstance(source, ApiKeySource):
-            return source.get()
-        return source()
+        return current_key(self._key_source)
 
     def _invalidate_key(self) -> None:
         if isinstance(self._key_source, ApiKeySource):

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from runtime.llm.openai_compat import ApiKeySource, KeyProvider, error_detail
+from runtime.llm.openai_compat import ApiKeySource, KeyProvider, current_key, error_detail
 
 if TYPE_CHECKING:
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
@@ -195,12 +195,7 @@ class OpenAICompatibleEmbedder:
             ) from exc
 
     def _current_key(self) -> str | None:
-        source = self._key_source
-        if source is None:
-            return None
-        if isinstance(source, ApiKeySource):
-            return source.get()
-        return source()
+        return current_key(self._key_source)
 
     def _parse(self, response: httpx.Response, key: str | None, *, count: int) -> list[list[float]]:
         source = f"{self._host} ({self._model})"
