@@ -1,0 +1,1 @@
+"""Monthly cost estimate of each deployment profile from the synthesized templates (README.md)."""
