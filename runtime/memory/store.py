@@ -14,8 +14,9 @@ with an HNSW index (``vector_cosine_ops``) for nearest-neighbour search and a bt
 ``(scope, expires_at)`` for the scope filter, ``forget`` and ``delete_expired``.
 
 Expiry is checked against the injected clock in every query, as the session stores do, so an
-expired memory is never returned even before :meth:`PgVectorMemoryStore.delete_expired` (run it
-from a periodic job) removes it.
+expired memory is never returned even before :meth:`PgVectorMemoryStore.delete_expired` removes
+it; a write runs that at most once per ``purge_interval_seconds`` (an hour) per process, so the
+table stays small without a scheduler.
 
 Connections: one per operation, no pool kept open. Aurora Serverless v2 only scales to 0 ACU
 (auto-pause) while no connection is open, so idle pooled connections would keep it billing; a
@@ -58,6 +59,8 @@ from runtime.memory.types import (
 from runtime.session_store import Clock, wall_clock
 
 DEFAULT_TABLE: Final = "agent_memories"
+# How often a process deletes expired memories, on its next write (see ``_purge_if_due``).
+DEFAULT_PURGE_INTERVAL_SECONDS: Final = 3600.0
 # A memory is a fact, not a document; the bound also keeps every text well inside what the
 # embedding models take in one request (Titan V2: 50,000 characters).
 MAX_CONTENT_CHARS: Final = 2_000
@@ -93,6 +96,7 @@ class PgVectorMemoryStore:
         max_content_chars: int = MAX_CONTENT_CHARS,
         max_connections: int = 10,
         connection_wait_seconds: float = 10.0,
+        purge_interval_seconds: float = DEFAULT_PURGE_INTERVAL_SECONDS,
     ) -> None:
         if ttl_seconds < 1:
             raise ValueError("ttl_seconds must be positive")
@@ -121,6 +125,9 @@ class PgVectorMemoryStore:
         self._connection_wait = connection_wait_seconds
         self._schema_lock = threading.Lock()
         self._schema_ready = False
+        self._purge_interval = purge_interval_seconds
+        self._purge_lock = threading.Lock()
+        self._last_purge: float | None = None
 
     @classmethod
     def from_url(
@@ -137,6 +144,7 @@ class PgVectorMemoryStore:
         max_connections: int = 10,
         connect_timeout_seconds: int = 20,
         statement_timeout_seconds: float = 5.0,
+        purge_interval_seconds: float = DEFAULT_PURGE_INTERVAL_SECONDS,
     ) -> PgVectorMemoryStore:
         """A store on ``postgresql://[user@]host:port/dbname[?sslmode=...]``, password separate.
 
@@ -171,6 +179,7 @@ class PgVectorMemoryStore:
             max_content_chars=max_content_chars,
             max_connections=max_connections,
             connection_wait_seconds=float(connect_timeout_seconds),
+            purge_interval_seconds=purge_interval_seconds,
         )
 
     @property
@@ -290,7 +299,26 @@ class PgVectorMemoryStore:
             memory.expires_at,
         )
         self._run("store a memory", lambda conn: conn.execute(insert, params).rowcount)
+        self._purge_if_due()
         return memory
+
+    def _purge_if_due(self) -> None:
+        """Delete expired rows at most once per ``purge_interval_seconds`` per process.
+
+        Writes are where the table grows, so they pay for keeping it small: no scheduler to
+        deploy, and an idle deployment (a paused Aurora) is never woken just to purge. A failed
+        purge is retried on a later write; the memory just stored is kept either way.
+        """
+        now = self._clock()
+        with self._purge_lock:
+            if self._last_purge is not None and now - self._last_purge < self._purge_interval:
+                return
+            self._last_purge = now
+        try:
+            self.delete_expired()
+        except MemoryStoreUnavailableError:
+            with self._purge_lock:
+                self._last_purge = None
 
     def search(
         self, scope: str, query: str, k: int = 5, min_score: float | None = None

@@ -13,7 +13,11 @@ import pytest
 from psycopg import sql
 
 from runtime.memory.embedders import Embedder, HashingEmbedder
-from runtime.memory.store import MAX_CONTENT_CHARS, PgVectorMemoryStore
+from runtime.memory.store import (
+    DEFAULT_PURGE_INTERVAL_SECONDS,
+    MAX_CONTENT_CHARS,
+    PgVectorMemoryStore,
+)
 from tests.fakes.clock import FakeClock
 from tests.fakes.postgres_server import PostgresServer
 
@@ -41,6 +45,7 @@ def make_store(postgres_server: PostgresServer, table_name: str, clock: FakeCloc
         table: str | None = None,
         max_content_chars: int = MAX_CONTENT_CHARS,
         max_connections: int = 10,
+        purge_interval_seconds: float = DEFAULT_PURGE_INTERVAL_SECONDS,
     ) -> PgVectorMemoryStore:
         return PgVectorMemoryStore.from_url(
             postgres_server.url,
@@ -53,6 +58,7 @@ def make_store(postgres_server: PostgresServer, table_name: str, clock: FakeCloc
             max_content_chars=max_content_chars,
             max_connections=max_connections,
             connect_timeout_seconds=2,
+            purge_interval_seconds=purge_interval_seconds,
         )
 
     return make

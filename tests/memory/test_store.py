@@ -299,6 +299,26 @@ def test_memories_expire_ttl_seconds_after_they_were_written(
     assert store.delete_expired() == 1
 
 
+def test_writes_purge_expired_memories_once_per_interval(
+    make_store: StoreFactory, clock: FakeClock, postgres_server: PostgresServer
+) -> None:
+    store = make_store(purge_interval_seconds=1.5 * TTL_SECONDS)
+    start = clock.now
+    store.add("s", "An old fact about pears.")  # the first write purges (nothing yet)
+    clock.now = start + TTL_SECONDS
+    # Expired, but the last purge is less than an interval ago: hidden, not yet deleted.
+    store.add("s", "A fresh fact about pears.")
+    assert count_rows(postgres_server, store.table) == 2
+    clock.now = start + 1.5 * TTL_SECONDS
+    store.add("s", "Another fresh fact about pears.")
+    # The interval has passed: this write purged the expired row, and only that one.
+    assert count_rows(postgres_server, store.table) == 2
+    assert sorted(contents(store.search("s", "pears", k=10))) == [
+        "A fresh fact about pears.",
+        "Another fresh fact about pears.",
+    ]
+
+
 # --- bounds and hostile input ----------------------------------------------------------------
 
 
