@@ -1059,6 +1059,37 @@ class HybridConfig(_Strict):
     memory: MemoryConfig = MemoryConfig()
 
 
+# --- operations: cost alerts (stacks/cost_stack.py) -----------------------------------------------
+
+# A plain address check (no email-validator dependency): one @, a dot in the domain, no spaces.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+
+
+class OperationsConfig(_Strict):
+    """Cost alerts: a monthly AWS Budget and a Cost Anomaly Detection subscription, by email."""
+
+    # The budget's monthly limit; notifications at 80% forecast and 100% actual of it.
+    monthly_budget_usd: float = Field(gt=0, le=1_000_000_000)
+    # Subscribed to the alert topic; each address must confirm SNS's subscription email once.
+    alert_emails: tuple[str, ...] = Field(min_length=1)
+    # An anomaly is reported once its total impact reaches this many dollars.
+    anomaly_threshold_usd: float = Field(default=100, gt=0, le=1_000_000_000)
+    # A key of ``tags``: the budget and the anomaly monitor count only resources carrying this
+    # deployment's value of it. null: the whole account. The tag must be activated as a cost
+    # allocation tag (Billing console) before AWS attributes costs to it.
+    cost_filter_tag: str | None = Field(default="environment", min_length=1, max_length=128)
+
+    @field_validator("alert_emails")
+    @classmethod
+    def _emails(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            if not _EMAIL.fullmatch(address):
+                raise ValueError(f"{address!r} is not an email address such as ops@example.com")
+        if len(set(value)) != len(value):
+            raise ValueError("each address may appear once; SNS would send it every alert twice")
+        return value
+
+
 class DeploymentConfig(_Strict):
     """One agent deployment. ``name`` prefixes stack ids; tags land on every resource."""
 
@@ -1083,6 +1114,9 @@ class DeploymentConfig(_Strict):
     kubernetes: KubernetesConfig | None = None
     # The hybrid architecture (front door, network, vector store); absent: not built.
     hybrid: HybridConfig | None = None
+    # Cost alerts (the ``<name>-cost`` stack); absent: not built. No default: the alerts need
+    # someone's email address, which no default can supply.
+    operations: OperationsConfig | None = None
     tags: dict[
         Annotated[str, StringConstraints(min_length=1, max_length=128)],
         Annotated[str, StringConstraints(max_length=256)],
@@ -1090,6 +1124,14 @@ class DeploymentConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_field(self) -> DeploymentConfig:
+        if self.operations is not None and self.operations.cost_filter_tag is not None:
+            key = self.operations.cost_filter_tag
+            if key not in self.tags:
+                raise ValueError(
+                    f"operations.cost_filter_tag is {key!r}, which is not a key of tags "
+                    f"({', '.join(sorted(self.tags)) or 'none'}): add tags.{key}, choose one of "
+                    f"those keys, or set cost_filter_tag: null to watch the whole account"
+                )
         timeout_ms = self.lambda_.timeout_seconds * 1000
         if self.alarms.p99_duration_ms >= timeout_ms:
             raise ValueError(
@@ -1214,6 +1256,14 @@ class DeploymentConfig(_Strict):
     def k8s_service_grace_seconds(self) -> int:
         """The service pods' terminationGracePeriodSeconds: preStop, drain, exit margin."""
         return K8S_PRE_STOP_SECONDS + self.container.drain_seconds + K8S_TERMINATION_MARGIN_SECONDS
+
+    @property
+    def cost_filter(self) -> tuple[str, str] | None:
+        """The (tag key, value) the cost alerts filter on; None: the whole account."""
+        if self.operations is None or self.operations.cost_filter_tag is None:
+            return None
+        key = self.operations.cost_filter_tag
+        return key, self.tags[key]
 
     @property
     def callback_signing_secret_name(self) -> str:

@@ -206,3 +206,15 @@ EDGE_CONTENT_SECURITY_POLICY = (
 # The UI bucket and the edge log bucket outlive the stack: versioned objects would make a
 # DESTROY fail anyway, and logs are audit evidence (as ACCESS_LOG_REMOVAL_POLICY).
 EDGE_BUCKET_REMOVAL_POLICY = RemovalPolicy.RETAIN
+
+# --- cost alerts ----------------------------------------------------------------------------------
+
+# Budget notifications: a warning when the month's forecast passes 80% of the budget (time left to
+# act), and an alert when actual spend passes it.
+BUDGET_FORECAST_PERCENT = 80
+BUDGET_ACTUAL_PERCENT = 100
+# The only principals that may publish to the cost alert topic (and use its KMS key), and only for
+# this account (aws:SourceAccount).
+COST_ALERT_PUBLISHERS = ("budgets.amazonaws.com", "costalerts.amazonaws.com")
+# The alert topic's policy denies publishing without TLS (aws:SecureTransport = false).
+TOPIC_ENFORCE_SSL = True

@@ -78,6 +78,15 @@ FREE_TYPES = frozenset(
         "AWS::CloudFront::ResponseHeadersPolicy",
         "AWS::CloudFront::OriginAccessControl",
         "Custom::CDKBucketDeployment",
+        # Cost alerts (the <name>-cost stack): a few SNS publishes and emails a month, inside SNS's
+        # free tier; Cost Anomaly Detection has no charge; a budget without actions is not billed
+        # as a resource here (AWS Budgets pricing: check it for many budgets per account).
+        "AWS::SNS::Topic",
+        "AWS::SNS::TopicPolicy",
+        "AWS::SNS::Subscription",
+        "AWS::CE::AnomalyMonitor",
+        "AWS::CE::AnomalySubscription",
+        "AWS::Budgets::Budget",
     }
 )
 

@@ -14,6 +14,7 @@ from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 from config.model import DeploymentConfig
 from stacks.async_agent_stack import AsyncAgentStack
 from stacks.container_agent_stack import ContainerAgentStack, MemoryDatabase, TaskPipeline
+from stacks.cost_stack import CostStack
 from stacks.front_door_stack import FrontDoorBackends, FrontDoorStack
 from stacks.memory_stack import MemoryStack
 from stacks.network_stack import NetworkStack
@@ -101,6 +102,9 @@ def build_deployment(app: App, config: DeploymentConfig) -> list[Stack]:
             )
         )
     stacks: list[Stack] = [serverless, tasks, *hybrid, container]
+    if config.operations is not None:
+        # Independent of the others: deploy it first, keep it across redeploys of the rest.
+        stacks.append(CostStack(app, stack_id(config, "cost"), config=config, env=env))
     for stack in stacks:
         for key, value in sorted(config.tags.items()):
             Tags.of(stack).add(key, value)

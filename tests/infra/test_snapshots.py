@@ -76,3 +76,11 @@ def test_hybrid_template_snapshot(
 ) -> None:
     template = synth.template(config_name, pattern)
     assert normalise(template) == snapshot(extension_class=JSONSnapshotExtension)
+
+
+@pytest.mark.parametrize("config_name", [c.name for c in all_configs() if c.operations is not None])
+def test_cost_template_snapshot(
+    synth: Synthesized, snapshot: SnapshotAssertion, config_name: str
+) -> None:
+    template = synth.template(config_name, "cost")
+    assert normalise(template) == snapshot(extension_class=JSONSnapshotExtension)
