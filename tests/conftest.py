@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.postgres_server import PostgresServer, running_postgres
 from tests.fakes.redis_server import RedisServer, running_redis
+
+if TYPE_CHECKING:
+    from tests.infra.conftest import Synthesized
 
 AWS_TEST_REGION = "us-east-1"
 
@@ -40,3 +44,12 @@ def postgres_server() -> Iterator[PostgresServer]:
     """One real PostgreSQL with pgvector for the session (see fakes/postgres_server)."""
     with running_postgres() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The whole CDK app, synthesized in-process once per session for every test that reads
+    templates (tests/infra, tests/costs); see tests/infra/conftest.py."""
+    from tests.infra.conftest import synthesize_app
+
+    return synthesize_app(tmp_path_factory.mktemp("cdk.out"))

@@ -24,6 +24,7 @@ from costs.estimate import (
     mean_concurrency,
     read_templates,
 )
+from tests.infra.conftest import Synthesized
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRICES = load_prices()
@@ -259,18 +260,10 @@ def test_price_table_is_dated_and_every_figure_has_a_source() -> None:
 
 
 @pytest.fixture(scope="session")
-def real_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """`make synth`'s cdk.out when it holds the whole app, else one in-process synthesis."""
-    cdk_out = REPO_ROOT / "cdk.out"
-    if any(cdk_out.glob("*-container.template.json")) and any(
-        cdk_out.glob("*-network.template.json")
-    ):
-        return read_templates(cdk_out)
-    from tests.infra.conftest import synthesize
-
-    outdir = tmp_path_factory.mktemp("costs-cdk.out")
-    synthesize(outdir, cfn_validation=False)
-    return read_templates(outdir)
+def real_templates(synth: Synthesized) -> dict[str, dict[str, Any]]:
+    """The session's one synthesis of the whole app (tests/conftest.py), read as the CLI reads
+    cdk.out: a cdk.out left by an older `make synth` could be stale."""
+    return read_templates(synth.outdir)
 
 
 def test_every_resource_type_in_the_real_templates_is_classified(

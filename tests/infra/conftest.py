@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VARIANT_CONFIG = Path(__file__).parent / "configs" / "variant.yaml"
 # jsii and CDK run on the pinned Node 22 when it is installed (make setup).
@@ -44,6 +42,17 @@ def all_configs() -> list[Any]:
     return [load_config(env) for env in available_envs()] + [load_config_file(VARIANT_CONFIG)]
 
 
+def synthesize_app(outdir: Path) -> Synthesized:
+    """The shared synthesis behind the ``synth`` fixture (tests/conftest.py)."""
+    app, assembly = synthesize(outdir, cfn_validation=False)
+    return Synthesized(
+        outdir=outdir,
+        app=app,
+        templates={stack.stack_name: stack.template for stack in assembly.stacks},
+        configs={config.name: config for config in all_configs()},
+    )
+
+
 def synthesize(outdir: Path, *, cfn_validation: bool) -> tuple[Any, Any]:
     from aws_cdk import App
 
@@ -57,16 +66,3 @@ def synthesize(outdir: Path, *, cfn_validation: bool) -> tuple[Any, Any]:
     )
     build_app(app, all_configs())
     return app, app.synth()
-
-
-@pytest.fixture(scope="session")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    app, assembly = synthesize(outdir, cfn_validation=False)
-    templates = {stack.stack_name: stack.template for stack in assembly.stacks}
-    return Synthesized(
-        outdir=outdir,
-        app=app,
-        templates=templates,
-        configs={config.name: config for config in all_configs()},
-    )
