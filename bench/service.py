@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,30 +33,20 @@ from pathlib import Path
 import websockets
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.fakes.ports import free_port, wait_until_listening  # noqa: E402
+
 APPS = Path(__file__).with_name("service_apps.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
 def server(which: str) -> Iterator[tuple[int, int]]:
     """(port, pid) of ``service_apps.py which`` running until the block ends."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, str(APPS), which, str(port)], cwd=REPO_ROOT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{which} server did not start") from None
-                time.sleep(0.05)
+        wait_until_listening(port, process, timeout_seconds=30, what=f"the {which} server")
         yield port, process.pid
     finally:
         process.terminate()

@@ -24,7 +24,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import tempfile
@@ -37,6 +36,8 @@ from typing import Any
 
 import psycopg
 import pytest
+
+from tests.fakes.ports import free_port
 
 INSTALL_HINT = ".venv/bin/pip install -r requirements-dev.txt   (pgserver)"
 # PostgreSQL will not run as root; this account exists on every Debian system.
@@ -68,12 +69,6 @@ def pgserver_bin_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return Path(spec.origin).parent / "pginstall" / "bin"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _reachable_by_others(path: Path) -> bool:
@@ -154,7 +149,7 @@ def running_postgres(
             raise RuntimeError(f"initdb failed ({initdb.returncode}): {initdb.stderr[-2000:]}")
         password_file.unlink()
 
-        port = _free_port()
+        port = free_port()
         log_path = workdir / "postgres.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
+
+from tests.fakes.ports import free_port, wait_until_listening
 
 INSTALL_HINT = "sudo apt-get install -y redis-server   (or: make setup)"
 
@@ -32,12 +32,6 @@ class RedisServer:
         return f"redis://{self.host}:{self.port}/0"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def redis_server_binary() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -51,7 +45,7 @@ def redis_server_binary() -> str:
 @contextmanager
 def running_redis(password: str = "test-auth-token") -> Iterator[RedisServer]:  # noqa: S107 - a throwaway local server
     binary = redis_server_binary()
-    port = _free_port()
+    port = free_port()
     arguments = ["--port", str(port), "--bind", "127.0.0.1", "--requirepass", password]
     # No persistence: nothing is written to disk, and shutdown is instant.
     arguments += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
@@ -61,15 +55,7 @@ def running_redis(password: str = "test-auth-token") -> Iterator[RedisServer]:  
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start on port {port}") from None
-                time.sleep(0.02)
+        wait_until_listening(port, process, timeout_seconds=10, what="redis-server")
         yield RedisServer("127.0.0.1", port, password)
     finally:
         process.terminate()

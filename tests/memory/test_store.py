@@ -7,7 +7,6 @@ texts that share words with the query, not merely meaning.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ from runtime.memory.embedders import EmbeddingError, HashingEmbedder
 from runtime.memory.store import MAX_SEARCH_K, PgVectorMemoryStore
 from runtime.memory.types import MemorySchemaError, MemoryStoreUnavailableError, ScoredMemory
 from tests.fakes.clock import FakeClock
+from tests.fakes.ports import free_port
 from tests.fakes.postgres_server import PostgresServer
 from tests.memory.conftest import DIMENSIONS, TTL_SECONDS, StoreFactory
 
@@ -47,12 +47,6 @@ def count_rows(server: PostgresServer, table: str, scope: str | None = None) -> 
 
 def contents(hits: Sequence[ScoredMemory]) -> list[str]:
     return [hit.memory.content for hit in hits]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- schema ----------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from runtime.tasks.redis_queue import (
     parse_queue_url,
 )
 from runtime.tasks.settings import TaskSettings
-from tests.fakes.redis_server import RedisServer, _free_port
+from tests.fakes.ports import free_port
+from tests.fakes.redis_server import RedisServer
 
 MAX_RECEIVES = 3
 RECEIVE_COUNT = ["ApproximateReceiveCount"]
@@ -482,7 +483,7 @@ def test_an_unreachable_server_or_a_wrong_password_is_a_client_error(
     # ClientError is what the worker backs off on and the ingress answers 503 to.
     closed = RedisQueueClient(password="x", connect_timeout_seconds=0.5)
     with pytest.raises(ClientError) as caught:
-        closed.receive_message(QueueUrl=f"redis://127.0.0.1:{_free_port()}/0#{name}")
+        closed.receive_message(QueueUrl=f"redis://127.0.0.1:{free_port()}/0#{name}")
     assert error_code(caught) == "ConnectionError"
     closed.close()
 

@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from runtime.redis_store import RedisSessionStore
 from tests.fakes.memory_store import InMemorySessionStore
 from tests.fakes.openai_server import DelayedReply, FakeOpenAIServer, TextReply
+from tests.fakes.ports import free_port
 from tests.fakes.redis_server import RedisServer
 from tests.runtime.conftest import text, tool_use
 from tests.service.conftest import (
@@ -205,12 +206,6 @@ def test_the_drain_time_bounds_the_shutdown_even_for_a_step_that_never_ends(
 # --- the real process ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_healthy(base_url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -228,7 +223,7 @@ def test_sigterm_drains_http_closes_websockets_with_1001_and_exits_0(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     drain_seconds = 3.0
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     http_session, ws_session = f"sigterm-{uuid.uuid4().hex}", f"sigterm-{uuid.uuid4().hex}"
     stdout_path, stderr_path = tmp_path / "stdout.log", tmp_path / "stderr.log"

@@ -1,0 +1,29 @@
+"""Local ports for the servers the tests and benchmarks start (Redis, PostgreSQL, uvicorn)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the OS picks it; a race with another process is unlikely)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_listening(
+    port: int, process: subprocess.Popen[bytes], *, timeout_seconds: float, what: str
+) -> None:
+    """Return once 127.0.0.1:``port`` accepts connections; fail if ``process`` exits first."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start on port {port}") from None
+            time.sleep(0.02)
