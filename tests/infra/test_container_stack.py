@@ -596,18 +596,23 @@ def _policies(template: dict[str, Any], target: str) -> list[dict[str, Any]]:
     ]
 
 
+def _scalable_target(lay: Layout, service_id: str) -> tuple[str, dict[str, Any]]:
+    """The ECS service's one scalable target: its logical id and properties."""
+    [target_id] = [
+        t
+        for t in ids_of_type(lay.template, "AWS::ApplicationAutoScaling::ScalableTarget")
+        if refers_to(lay.props(t)["ResourceId"], service_id)
+    ]
+    return target_id, lay.props(target_id)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_service_scales_on_cpu_memory_requests_and_schedule(
     layouts: dict[str, Layout], name: str
 ) -> None:
     lay = layouts[name]
     service = CONFIGS[name].container.service
-    [target_id] = [
-        t
-        for t in ids_of_type(lay.template, "AWS::ApplicationAutoScaling::ScalableTarget")
-        if refers_to(lay.props(t)["ResourceId"], lay.service)
-    ]
-    target = lay.props(target_id)
+    target_id, target = _scalable_target(lay, lay.service)
     assert (target["MinCapacity"], target["MaxCapacity"]) == (
         service.min_capacity,
         service.max_capacity,
@@ -640,12 +645,7 @@ def test_worker_scales_on_backlog_per_task_and_starts_from_zero(
 ) -> None:
     lay = layouts[name]
     worker = CONFIGS[name].container.worker
-    [target_id] = [
-        t
-        for t in ids_of_type(lay.template, "AWS::ApplicationAutoScaling::ScalableTarget")
-        if refers_to(lay.props(t)["ResourceId"], lay.worker)
-    ]
-    target = lay.props(target_id)
+    target_id, target = _scalable_target(lay, lay.worker)
     assert (target["MinCapacity"], target["MaxCapacity"]) == (
         worker.min_capacity,
         worker.max_capacity,
