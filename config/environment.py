@@ -79,14 +79,20 @@ def service_environment(
     }
 
 
-def worker_environment(config: DeploymentConfig) -> dict[str, str]:
-    """The container queue worker's ``runtime.queue_worker.WorkerSettings`` variables."""
+def worker_environment(
+    config: DeploymentConfig, *, drain_seconds: int | None = None
+) -> dict[str, str]:
+    """The container queue worker's ``runtime.queue_worker.WorkerSettings`` variables.
+
+    ``drain_seconds``: how long a stopping worker's task may still run; by default the
+    container pattern's (ECS stops a task within 120 s), more where the platform waits longer.
+    """
     container = config.container
     return {
         # Task messages only: callbacks stay with the async stack's callback Lambda.
         "WORKER_QUEUES": "task",
         "WORKER_VISIBILITY_SECONDS": str(container.worker.visibility_seconds),
-        "WORKER_DRAIN_SECONDS": str(container.drain_seconds),
+        "WORKER_DRAIN_SECONDS": str(drain_seconds or container.drain_seconds),
     }
 
 
@@ -99,8 +105,13 @@ def task_environment(
     callback_dlq_url: str,
     signing_secret_arn: str,
     inbound_secret_arn: str | None,
+    lease_seconds: int | None = None,
 ) -> dict[str, str]:
-    """Every ``runtime.tasks.settings.TaskSettings`` variable (the agent's are added apart)."""
+    """Every ``runtime.tasks.settings.TaskSettings`` variable (the agent's are added apart).
+
+    ``lease_seconds``: how long a worker holds a task before another may take it over; by
+    default the Lambda worker's timeout, longer for workers without one.
+    """
     webhook = config.webhook
     callback = webhook.callback
     inbound = webhook.inbound_signature
@@ -114,7 +125,7 @@ def task_environment(
         # The worker's last receive marks the task failed before SQS dead-letters the message.
         "TASK_MAX_RECEIVE_COUNT": str(webhook.queue.max_receive_count),
         # A crashed worker's claim runs out when its invocation would have been killed anyway.
-        "TASK_LEASE_SECONDS": str(webhook.worker.timeout_seconds),
+        "TASK_LEASE_SECONDS": str(lease_seconds or webhook.worker.timeout_seconds),
         "TASK_RETRY_BASE_SECONDS": str(webhook.worker.retry_base_seconds),
         "TASK_RETRY_MAX_SECONDS": str(webhook.worker.retry_max_seconds),
         "INBOUND_SIGNATURE_STYLE": inbound.style if inbound else "none",

@@ -121,15 +121,16 @@ def worker_env(config: DeploymentConfig) -> dict[str, str]:
             callback_dlq_url=callback_dlq,
             signing_secret_arn=aws.callback_signing_secret_arn,
             inbound_secret_arn=None,
+            # The lease bounds a run's model calls (and when another worker may take the task
+            # over): not the Lambda timeout, this worker's limit, max_task_seconds.
+            lease_seconds=worker.max_task_seconds,
         )
-        | worker_environment(config)
+        # A scaled-in worker finishes its task: the pod's grace period covers this drain. A
+        # ScaledJob's pod is never scaled in, so it keeps the container pattern's drain.
+        | worker_environment(
+            config, drain_seconds=None if worker.scaled_job else worker.max_task_seconds
+        )
     )
-    # The task lease bounds a run's model calls (and when another worker may take the task
-    # over); the Lambda timeout it defaults to is not this worker's limit, max_task_seconds is.
-    environment["TASK_LEASE_SECONDS"] = str(worker.max_task_seconds)
-    if not worker.scaled_job:
-        # A scaled-in worker finishes its task: the grace period below covers this drain.
-        environment["WORKER_DRAIN_SECONDS"] = str(worker.max_task_seconds)
     if worker.queue == "redis":
         # No callback Lambda consumes a Redis list: the workers deliver callbacks too.
         environment["WORKER_QUEUES"] = "both"
