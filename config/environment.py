@@ -57,7 +57,12 @@ def agent_environment(
 
 
 def service_environment(
-    config: DeploymentConfig, *, port: int, stop_timeout_seconds: int, forwarded_allow_ips: str
+    config: DeploymentConfig,
+    *,
+    port: int,
+    stop_timeout_seconds: int,
+    forwarded_allow_ips: str,
+    drain_seconds: int | None = None,
 ) -> dict[str, str]:
     """The container service's ``runtime.service.settings.ServiceSettings`` variables.
 
@@ -73,7 +78,8 @@ def service_environment(
         "SERVICE_WS_HEARTBEAT_SECONDS": str(container.ws_heartbeat_seconds),
         # The service checks its heartbeat and drain against the platform's values.
         "SERVICE_LB_IDLE_TIMEOUT_SECONDS": str(container.alb_idle_timeout_seconds),
-        "SERVICE_DRAIN_SECONDS": str(container.drain_seconds),
+        # By default container.drain_seconds; a platform with a fixed kill timeout passes less.
+        "SERVICE_DRAIN_SECONDS": str(drain_seconds or container.drain_seconds),
         "SERVICE_STOP_TIMEOUT_SECONDS": str(stop_timeout_seconds),
         "SERVICE_FORWARDED_ALLOW_IPS": forwarded_allow_ips,
     }

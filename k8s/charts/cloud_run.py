@@ -52,8 +52,8 @@ class CloudRunChart(Chart):
             stop_timeout_seconds=SIGKILL_AFTER_SECONDS,
             # Google's front end is the only client of the container.
             forwarded_allow_ips="*",
+            drain_seconds=DRAIN_SECONDS,
         )
-        environment["SERVICE_DRAIN_SECONDS"] = str(DRAIN_SECONDS)
         secret_variables = secret_keys(config, redis_password=True, service_token=True)
         env: list[dict[str, object]] = [
             {"name": key, "value": value} for key, value in sorted(environment.items())

@@ -118,7 +118,11 @@ def ingress_annotations(config: DeploymentConfig, ingress: K8sIngressConfig) -> 
 
 
 def service_pod_environment(
-    config: DeploymentConfig, *, stop_timeout_seconds: int, forwarded_allow_ips: str
+    config: DeploymentConfig,
+    *,
+    stop_timeout_seconds: int,
+    forwarded_allow_ips: str,
+    drain_seconds: int | None = None,
 ) -> dict[str, str]:
     """The service container's plain variables (the Secret's come apart), on any platform."""
     kubernetes = config.kubernetes
@@ -131,6 +135,7 @@ def service_pod_environment(
         port=defaults.CONTAINER_PORT,
         stop_timeout_seconds=stop_timeout_seconds,
         forwarded_allow_ips=forwarded_allow_ips,
+        drain_seconds=drain_seconds,
     )
 
 
