@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import CfnOutput, Duration, Environment, Fn, Stack
+from aws_cdk import CfnOutput, Duration, Environment, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
@@ -53,6 +53,7 @@ from constructs.secure_defaults import (
 )
 from constructs.session_cache import SessionCache, SessionCacheProps
 from stacks.shared import (
+    deploy_time_azs,
     grant_bedrock_invoke_to_role,
     grant_bedrock_model_to_role,
     log_retention,
@@ -485,9 +486,7 @@ class ContainerAgentStack(Stack):
 
     @property
     def availability_zones(self) -> list[str]:
-        # The region's first AZs, resolved at deploy time: no lookup (and no AWS credentials) at
-        # synth, even when the config pins account and region.
-        return [Fn.select(index, Fn.get_azs()) for index in range(self._max_azs)]
+        return deploy_time_azs(self._max_azs)
 
     def _image(self, container: ContainerConfig) -> ecs.ContainerImage:
         """The repository's Dockerfile as an asset (built by ``cdk deploy``), or ``image_uri``."""

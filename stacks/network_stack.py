@@ -9,14 +9,14 @@ container stack.
 
 from __future__ import annotations
 
-from aws_cdk import Environment, Fn, Stack
+from aws_cdk import Environment, Stack
 
 from config.model import DeploymentConfig
 from constructs import Construct
 from constructs.agent_vpc import AgentVpc, AgentVpcProps
 from constructs.data_key import DataKey
 from stacks.container_agent_stack import interface_endpoints
-from stacks.shared import log_retention, removal_policy
+from stacks.shared import deploy_time_azs, log_retention, removal_policy
 
 
 class NetworkStack(Stack):
@@ -60,5 +60,4 @@ class NetworkStack(Stack):
 
     @property
     def availability_zones(self) -> list[str]:
-        # As the container stack: the region's first AZs at deploy time, no lookup at synth.
-        return [Fn.select(index, Fn.get_azs()) for index in range(self._max_azs)]
+        return deploy_time_azs(self._max_azs)

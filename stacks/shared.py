@@ -4,7 +4,7 @@ contract is in config/environment.py, shared with the Kubernetes charts."""
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack, Token
+from aws_cdk import Fn, RemovalPolicy, Stack, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -116,3 +116,9 @@ def nag_resource(stack: Stack, arn: str) -> str:
         if Token.is_unresolved(value):
             arn = arn.replace(value, shown)
     return arn
+
+
+def deploy_time_azs(count: int) -> list[str]:
+    """The region's first ``count`` AZs, resolved at deploy time: no lookup (and no AWS
+    credentials) at synth, even when the config pins account and region."""
+    return [Fn.select(index, Fn.get_azs()) for index in range(count)]
