@@ -1,94 +1,29 @@
-"""Cost alerts: an encrypted SNS topic that AWS Budgets and Cost Anomaly Detection publish to,
-a monthly cost budget, and an anomaly monitor with its subscription."""
+"""Cost alerts: a monthly cost budget and an anomaly monitor with its subscription, both
+publishing to the deployment's alert topic (constructs/alarm_topic.py)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Duration
 from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_ce as ce
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 
 from constructs import Construct
-from constructs.acknowledgements import acknowledge_nag
-from constructs.secure_defaults import (
-    BUDGET_ACTUAL_PERCENT,
-    BUDGET_FORECAST_PERCENT,
-    COST_ALERT_PUBLISHERS,
-    KMS_KEY_ROTATION,
-    KMS_PENDING_WINDOW,
-    TOPIC_ENFORCE_SSL,
+from constructs.secure_defaults import BUDGET_ACTUAL_PERCENT, BUDGET_FORECAST_PERCENT
+from runtime.observability.usage import (
+    ESTIMATED_COST,
+    INPUT_TOKENS,
+    MODEL_DIMENSION,
+    OUTPUT_TOKENS,
+    SERVICE_DIMENSION,
 )
 
-
-class CostAlertTopic(Construct):
-    """``self.topic``: encrypted with ``self.key``; only AWS Budgets and Cost Anomaly Detection
-    of this account may publish (``self.topic_policy``), over TLS; every address in ``emails``
-    is subscribed."""
-
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        emails: tuple[str, ...],
-        removal_policy: RemovalPolicy,
-    ) -> None:
-        super().__init__(scope, construct_id)
-        stack = Stack.of(self)
-        publishers = [iam.ServicePrincipal(service) for service in COST_ALERT_PUBLISHERS]
-        # Confused-deputy guard: the services publish on behalf of this account only.
-        this_account = {"StringEquals": {"aws:SourceAccount": stack.account}}
-        self.key = kms.Key(
-            self,
-            "Key",
-            description=f"{stack.stack_name}: cost alert topic at rest",
-            enable_key_rotation=KMS_KEY_ROTATION,
-            pending_window=KMS_PENDING_WINDOW,
-            removal_policy=removal_policy,
-        )
-        # Publishing to an encrypted topic makes the publisher's service call KMS for a data key.
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CostAlertServicesEncrypt",
-                principals=publishers,
-                actions=["kms:GenerateDataKey*", "kms:Decrypt"],
-                resources=["*"],
-                conditions=this_account,
-            )
-        )
-        self.topic = sns.Topic(self, "Topic", master_key=self.key, enforce_ssl=TOPIC_ENFORCE_SSL)
-        self.topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CostAlertServicesPublish",
-                principals=publishers,
-                actions=["sns:Publish"],
-                resources=[self.topic.topic_arn],
-                conditions=this_account,
-            )
-        )
-        # The topic policy's resource, which the budget and the anomaly subscription wait for.
-        self.topic_policy = self.topic.node.find_child("Policy")
-        for email in emails:
-            self.topic.add_subscription(subscriptions.EmailSubscription(email))
-        # On the topic, so it covers one subscription per configured address.
-        acknowledge_nag(
-            self.topic,
-            "Serverless-SNSRedrivePolicy",
-            _EMAIL_REDRIVE_REASON,
-        )
-
-
-_EMAIL_REDRIVE_REASON = (
-    "the topic's only subscriptions are email addresses from config operations.alert_emails; an "
-    "alert that mail delivery drops would sit in a dead-letter queue nobody reads, while the "
-    "budget and every anomaly stay listed in the Billing console"
-)
+# Token and cost graphs: one point per 5 minutes reads well over a day.
+USAGE_PERIOD = Duration.minutes(5)
 
 
 @dataclass(frozen=True)
@@ -214,3 +149,68 @@ class CostAnomalyAlerts(Construct):
 def _amount(usd: float) -> str:
     """``20.0`` as ``"20"``, ``12.5`` as ``"12.5"``: the threshold as Cost Explorer shows it."""
     return str(int(usd)) if usd.is_integer() else repr(usd)
+
+
+@dataclass(frozen=True)
+class LlmUsageMetrics:
+    """The runtime's usage metrics of one deployment: namespace and dimension values exactly as
+    ``runtime.observability.usage`` writes them (namespace and Service: the deployment name)."""
+
+    namespace: str
+    service: str
+    model_id: str
+
+    def metric(self, name: str, *, period: Duration, label: str | None) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=self.namespace,
+            metric_name=name,
+            dimensions_map={SERVICE_DIMENSION: self.service, MODEL_DIMENSION: self.model_id},
+            statistic="Sum",
+            period=period,
+            label=label,
+        )
+
+    def input_tokens(self, period: Duration = USAGE_PERIOD) -> cloudwatch.Metric:
+        return self.metric(INPUT_TOKENS, period=period, label="input tokens")
+
+    def output_tokens(self, period: Duration = USAGE_PERIOD) -> cloudwatch.Metric:
+        return self.metric(OUTPUT_TOKENS, period=period, label="output tokens")
+
+    def estimated_cost(self, period: Duration = USAGE_PERIOD) -> cloudwatch.Metric:
+        return self.metric(ESTIMATED_COST, period=period, label="estimated cost (USD)")
+
+
+@dataclass(frozen=True)
+class CostPerHourAlarmProps:
+    usage: LlmUsageMetrics
+    threshold_usd: float
+
+
+class CostPerHourAlarm(Construct):
+    """``self.alarm``: the runtime's estimated model spend (EstimatedCostUSD, summed over one
+    hour) reached the threshold. Budgets and anomaly detection see the bill hours to a day
+    late; this sees a runaway loop or a leaked key within the hour.
+
+    No data (idle) is healthy. The metric is the exact namespace, name and dimension set the
+    runtime writes (``LlmUsageMetrics``): a different dimension set would never fire.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, props: CostPerHourAlarmProps
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # No label: a labelled metric makes CloudFormation's alarm a metric-math one.
+        metric = props.usage.metric(ESTIMATED_COST, period=Duration.hours(1), label=None)
+        self.alarm = metric.create_alarm(
+            self,
+            "Alarm",
+            threshold=props.threshold_usd,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=(
+                f"Estimated LLM spend of {props.usage.model_id} reached "
+                f"${_amount(props.threshold_usd)} in one hour (runtime EstimatedCostUSD, "
+                "costs/prices.yaml prices): look for a looping agent or unexpected traffic"
+            ),
+        )

@@ -22,10 +22,10 @@ class FunctionAlarmProps:
 
 
 class FunctionAlarms(Construct):
-    """``self.errors``, ``self.throttles``, ``self.p99_duration``.
+    """``self.errors``, ``self.throttles``, ``self.p99_duration``; ``self.alarms`` lists them.
 
-    Missing data is "not breaching": an idle function is healthy. Actions (SNS) are wired by the
-    operations issue; the alarms exist and show state from the first deploy.
+    Missing data is "not breaching": an idle function is healthy. The stack sends them to the
+    deployment's alert topic (``constructs.alarm_topic.notify``).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, props: FunctionAlarmProps) -> None:
@@ -50,6 +50,7 @@ class FunctionAlarms(Construct):
             props.p99_duration_ms,
             "p99 duration near the timeout: the model or a tool is slow",
         )
+        self.alarms: tuple[cloudwatch.Alarm, ...] = (self.errors, self.throttles, self.p99_duration)
 
     def _alarm(
         self, alarm_id: str, metric: cloudwatch.Metric, threshold: float, description: str

@@ -14,6 +14,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
+from constructs.alarm_topic import exempt_from_alerts
 from constructs.container_task import ContainerTask, hardened_fargate_service
 from constructs.secure_defaults import (
     SCALE_IN_COOLDOWN,
@@ -192,3 +193,8 @@ class QueueWorkerService(Construct):
             alarm_description="Tasks wait in the queue and no worker runs: start one",
         )
         self.start_alarm.add_alarm_action(cloudwatch_actions.ApplicationScalingAction(start))
+        exempt_from_alerts(
+            self.start_alarm,
+            "a scaling trigger: it fires whenever work arrives for a worker scaled to zero, "
+            "which is routine; the task queue's age and DLQ alarms page when work is stuck",
+        )

@@ -79,6 +79,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from runtime.observability.correlation import CorrelationIdFilter, correlation
 from runtime.settings import RuntimeSettings, SettingsError, parse_environment
 from runtime.tasks.queues import RetryLaterError
 from runtime.wiring import DeadlineLLM, LLMFactory
@@ -185,6 +186,11 @@ class ReceivedMessage:
             return None
         task_id = data.get("task_id") if isinstance(data, dict) else None
         return task_id if isinstance(task_id, str) else None
+
+    @property
+    def correlation_id(self) -> str:
+        """The task id (what the caller holds: POST /webhook answered it), else the message id."""
+        return self.task_id or self.message_id
 
 
 Handler = Callable[[ReceivedMessage, Callable[[], float]], str]
@@ -581,6 +587,10 @@ class QueueConsumer:
 
     def _process(self, message: ReceivedMessage) -> bool:
         """Run one message to its end, or cut it off at the drain deadline (returns False)."""
+        with correlation(message.correlation_id):
+            return self._process_correlated(message)
+
+    def _process_correlated(self, message: ReceivedMessage) -> bool:
         run = _Run(message=message, started=self._clock())
         log = self._log_fields(message)
         logger.info("message started", extra=log)
@@ -623,7 +633,9 @@ class QueueConsumer:
         outcome: str | None = None
         error: BaseException | None = None
         try:
-            outcome = self._handler(run.message, lambda: self._seconds_left(run))
+            # A thread of its own starts with an empty context: set the message's id again.
+            with correlation(run.message.correlation_id):
+                outcome = self._handler(run.message, lambda: self._seconds_left(run))
         except BaseException as exc:  # reported by the loop thread, which owns the message
             error = exc
         with run.lock:
@@ -842,6 +854,8 @@ def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -
     """
     handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
     handler.setFormatter(JsonFormatter())
+    # Each line written while a message runs carries its task id as the correlation id.
+    handler.addFilter(CorrelationIdFilter())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

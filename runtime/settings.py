@@ -43,6 +43,21 @@ class RuntimeSettings(BaseModel):
     agent_system_prompt: str = Field(default="", alias="AGENT_SYSTEM_PROMPT")
     max_message_chars: int = Field(ge=1, le=1_000_000, alias="MAX_MESSAGE_CHARS")
     max_body_bytes: int = Field(ge=64, le=10_485_760, alias="MAX_BODY_BYTES")
+    # LLM usage metrics (runtime.observability.usage); unset namespace: none are written.
+    usage_metrics_namespace: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9._/#\-]{1,255}$", alias="USAGE_METRICS_NAMESPACE"
+    )
+    usage_metrics_service: str | None = Field(
+        default=None, min_length=1, max_length=255, alias="USAGE_METRICS_SERVICE"
+    )
+    # USD per million tokens of LLM_MODEL_ID, from costs/prices.yaml at deploy time; unset: the
+    # model has no price there, and no EstimatedCostUSD metric is written.
+    llm_input_usd_per_million_tokens: float | None = Field(
+        default=None, ge=0, le=10_000, alias="LLM_INPUT_PRICE_USD_PER_MILLION"
+    )
+    llm_output_usd_per_million_tokens: float | None = Field(
+        default=None, ge=0, le=10_000, alias="LLM_OUTPUT_PRICE_USD_PER_MILLION"
+    )
 
     @model_validator(mode="after")
     def _provider_needs(self) -> RuntimeSettings:
@@ -54,6 +69,13 @@ class RuntimeSettings(BaseModel):
             raise ValueError("SESSION_TABLE_NAME is required when SESSION_STORE is dynamodb")
         if self.session_store == "redis" and not self.redis_url:
             raise ValueError("REDIS_URL is required when SESSION_STORE is redis")
+        if (self.llm_input_usd_per_million_tokens is None) != (
+            self.llm_output_usd_per_million_tokens is None
+        ):
+            raise ValueError(
+                "set both LLM_INPUT_PRICE_USD_PER_MILLION and LLM_OUTPUT_PRICE_USD_PER_MILLION "
+                "or neither"
+            )
         return self
 
     @classmethod

@@ -50,6 +50,7 @@ from starlette.websockets import WebSocketDisconnect
 from runtime.agent import StepResult, run_step
 from runtime.api_errors import ApiError
 from runtime.llm.types import LLMError, LLMRateLimitedError, LLMTimeoutError
+from runtime.observability.correlation import RequestIdMiddleware
 from runtime.service.auth import BearerAuth
 from runtime.service.lifecycle import Drain, Lease, SessionLimiter
 from runtime.service.settings import ServiceSettings
@@ -340,6 +341,9 @@ def create_app(
         # Added last, so it is the outermost middleware: the static page is answered in front of
         # the bearer check; the API and the WebSocket behind it still need the token.
         mount_ui(app)
+    # Outermost of all: every request, answered by the UI or refused by the bearer check
+    # included, gets a correlation id on its log lines and an X-Request-Id response header.
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 

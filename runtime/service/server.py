@@ -41,6 +41,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from runtime.observability.correlation import CorrelationIdFilter
 from runtime.service.app import service_state
 from runtime.service.settings import WS_HARD_CAP_FACTOR, ServiceSettings
 
@@ -177,10 +178,13 @@ def log_config(level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
+        # Each line carries the request's correlation id (X-Request-Id), uvicorn's included.
+        "filters": {"correlation": {"()": CorrelationIdFilter}},
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",
                 "formatter": "json",
+                "filters": ["correlation"],
                 "stream": "ext://sys.stdout",
             }
         },

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import math
 import queue
@@ -98,7 +99,9 @@ class StepThreads:
             spawn = self._idle_workers == 0
             if not spawn:
                 self._idle_workers -= 1  # promised: that worker takes this item
-        self._work.put(work)
+        # The step runs in the submitter's context: its log lines and usage metrics carry the
+        # request's correlation id although a worker thread runs it.
+        self._work.put(functools.partial(contextvars.copy_context().run, work))
         if spawn:
             try:
                 threading.Thread(target=self._worker, name=name, daemon=True).start()
