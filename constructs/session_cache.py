@@ -34,6 +34,9 @@ class SessionCacheProps:
     removal_policy: RemovalPolicy
     """``RETAIN`` keeps a final snapshot when the cache is deleted (and keeps the AUTH secret)."""
     description: str
+    snapshot_name: str | None = None
+    """Seed a new cache from this ElastiCache snapshot (a restore); changing it replaces the
+    cache."""
 
 
 class SessionCache(Construct):
@@ -100,6 +103,7 @@ class SessionCache(Construct):
             kms_key_id=props.encryption_key.key_arn,
             auth_token=self.auth_secret.secret_value.unsafe_unwrap(),
             snapshot_retention_limit=props.snapshot_retention_days,
+            snapshot_name=props.snapshot_name,
             auto_minor_version_upgrade=True,
         )
         self.replication_group.apply_removal_policy(_cache_removal(props.removal_policy))
