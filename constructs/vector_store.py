@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
+from aws_cdk import aws_secretsmanager as secretsmanager
 
 from constructs import Construct
 from constructs.secure_defaults import (
@@ -135,6 +137,83 @@ class VectorStore(Construct):
             f"postgresql://{self.endpoint}:{MEMORY_PORT}/{props.database_name}?sslmode=require"
         )
         self.user = MEMORY_ADMIN_USER
+        self.rotation: secretsmanager.RotationSchedule | None = None
+        self.rotation_security_group: ec2.SecurityGroup | None = None
+        self.rotation_alarm: cloudwatch.Alarm | None = None
+
+    def rotate_credentials(
+        self, *, every: Duration, subnets: ec2.SubnetSelection, function_name: str
+    ) -> ec2.SecurityGroup:
+        """Rotate the master password every ``every`` with Secrets Manager's hosted rotation.
+
+        Single user (``PostgreSQLSingleUser``): the function changes the master user's own
+        password (``ALTER USER``) and stores it. The multi-user scheme alternates two users,
+        cloning the first with a second secret as the superuser; here the runtime connects as the
+        master user itself (it creates the extension, table and indexes), and there is no other
+        superuser to clone it with, so single user it is. Its one window (the password changes
+        in setSecret, the secret's AWSCURRENT label moves in finishSecret) is closed by the
+        runtime, which on an authentication failure re-reads the secret and also tries the
+        AWSPENDING version (runtime/memory/credentials.py).
+
+        The function (created at deploy time by the ``AWS::SecretsManager-2024-09-16`` transform)
+        runs in ``subnets``, which need a route to Secrets Manager (a NAT gateway, or the VPC's
+        interface endpoint: the caller admits the returned group to it). Its security group may
+        reach only the store (5432) and HTTPS (Secrets Manager); nothing may reach it. It is
+        named ``function_name`` so that ``self.rotation_alarm`` can watch its errors: a failed
+        step fails the invocation, and Secrets Manager keeps the current password.
+        """
+        if self.rotation is not None:
+            raise ValueError("VectorStore.rotate_credentials: the credentials already rotate")
+        security_group = ec2.SecurityGroup(
+            self,
+            "RotationSecurityGroup",
+            vpc=self.cluster.vpc,
+            description="Vector store password rotation: to the store and Secrets Manager only",
+            allow_all_outbound=False,
+        )
+        # The function's calls to Secrets Manager (through the NAT gateway or an endpoint).
+        security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS: the Secrets Manager API"
+        )
+        security_group.connections.allow_to(
+            self.connections, ec2.Port.tcp(MEMORY_PORT), "password rotation: ALTER USER"
+        )
+        # On the attached secret: its JSON carries the endpoint the function connects to, and
+        # its reference makes the schedule wait for the attachment (that is, for the cluster).
+        self.rotation = self.secret.add_rotation_schedule(
+            "Rotation",
+            hosted_rotation=secretsmanager.HostedRotation.postgre_sql_single_user(
+                function_name=function_name,
+                vpc=self.cluster.vpc,
+                vpc_subnets=subnets,
+                security_groups=[security_group],
+            ),
+            automatically_after=every,
+            # The first rotation waits for the schedule: a deploy never changes the password
+            # under tasks that are starting at the same moment.
+            rotate_immediately_on_update=False,
+        )
+        self.rotation_security_group = security_group
+        self.rotation_alarm = cloudwatch.Alarm(
+            self,
+            "FailedRotation",
+            alarm_description=(
+                f"{function_name}: a step of the memory database's password rotation failed; "
+                "the current password stays in use (docs/key-rotation.md)"
+            ),
+            metric=cloudwatch.Metric(
+                namespace="AWS/Lambda",
+                metric_name="Errors",
+                dimensions_map={"FunctionName": function_name},
+                period=Duration.minutes(5),
+                statistic="Sum",
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        return security_group
 
 
 def _check(props: VectorStoreProps) -> None:

@@ -37,6 +37,7 @@ def build_dependencies(config: RuntimeSettings) -> Dependencies:
     import boto3
 
     from runtime.llm.factory import build_llm_client
+    from runtime.observability.usage import MeteredLLM, usage_metrics
 
     store = build_session_store(config)
     secrets_client = (
@@ -55,30 +56,44 @@ def build_dependencies(config: RuntimeSettings) -> Dependencies:
     api_key: Callable[[], str] | None = None
     if config.llm_api_key is not None:
         # Injected by the platform at start (ECS secrets); a rotation reaches it on restart.
-        static_key = config.llm_api_key.get_secret_value()
+        # ECS injects the whole secret, which after a rotation is the JSON record
+        # ({"api_key": ...}): parse it exactly as the Secrets Manager cache does.
+        from runtime.llm.secrets import parse_api_key
+
+        raw_key = config.llm_api_key.get_secret_value()
+        static_key = parse_api_key(raw_key, "LLM_API_KEY") if raw_key.strip() else raw_key
         api_key = lambda: static_key  # noqa: E731 - a key provider is any callable
     elif config.llm_api_key_secret_arn is not None:
         from runtime.llm.secrets import SecretCache
 
         api_key = SecretCache(config.llm_api_key_secret_arn, client=secrets_client)
 
+    # One writer per process; every client the factory builds reports its calls' tokens to it.
+    metrics = usage_metrics(config)
+
     def llm_factory(budget_seconds: float) -> LLMClient:
         # No shared Bedrock client on purpose: the factory only applies the budget to the
         # read timeout of a client it builds itself.
-        return build_llm_client(
+        client = build_llm_client(
             config,
             secrets_client=secrets_client,
             http_client=http_client,
             total_budget_seconds=budget_seconds,
             api_key=api_key,
         )
+        return client if metrics is None else MeteredLLM(client, metrics)
 
     memory: list[Tool] = []
     if os.environ.get("MEMORY_STORE", "none") != "none":
         # Imported only when configured: the Lambda functions never pay for it at cold start.
         from runtime.memory.factory import build_memory_tools
 
-        memory = build_memory_tools(os.environ, llm_api_key=api_key, http_client=http_client)
+        memory = build_memory_tools(
+            os.environ,
+            llm_api_key=api_key,
+            http_client=http_client,
+            secrets_client=secrets_client,
+        )
     return Dependencies(
         settings=config, store=store, llm_factory=llm_factory, tools=default_registry(extra=memory)
     )

@@ -15,13 +15,19 @@ from aws_cdk import aws_ec2 as ec2
 from config.model import DeploymentConfig
 from constructs import Construct
 from constructs.acknowledgements import acknowledge_nag, skip_checkov
+from constructs.agent_vpc import AgentVpc
 from constructs.data_key import DataKey
 from constructs.vector_store import VectorStore, VectorStoreProps
 from stacks.shared import log_retention, removal_policy
 
 
 class MemoryStack(Stack):
-    """``self.store``: the vector store in ``vpc``'s ``subnets`` (no route out), closed to all."""
+    """``self.store``: the vector store in ``vpc``'s ``subnets`` (no route out), closed to all.
+
+    With ``hybrid.memory.credentials_rotation_days`` set, its password rotates: the hosted
+    rotation function runs in ``rotation_subnets`` (a route to Secrets Manager: the VPC's app
+    subnets) and, when ``endpoints`` has interface endpoints (no NAT gateway), may call them.
+    """
 
     def __init__(
         self,
@@ -31,6 +37,8 @@ class MemoryStack(Stack):
         config: DeploymentConfig,
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
+        rotation_subnets: ec2.SubnetSelection | None = None,
+        endpoints: AgentVpc | None = None,
         env: Environment | None = None,
     ) -> None:
         if config.hybrid is None:
@@ -77,6 +85,24 @@ class MemoryStack(Stack):
             ),
         )
         self.data_key = data_key
+        rotation_days = memory.credentials_rotation_days
+        if rotation_days is not None:
+            if rotation_subnets is None:
+                raise ValueError(
+                    "MemoryStack: hybrid.memory.credentials_rotation_days is set, so the rotation "
+                    "function needs rotation_subnets (subnets with a route to Secrets Manager); "
+                    "pass them, or set credentials_rotation_days: null"
+                )
+            rotation_group = self.store.rotate_credentials(
+                every=Duration.days(rotation_days),
+                subnets=rotation_subnets,
+                # Lambda names are per account and region, as deployment names are.
+                function_name=f"{config.name}-memory-rotation",
+            )
+            if endpoints is not None:
+                # Without a NAT gateway the app subnets reach Secrets Manager only through the
+                # VPC's interface endpoint; the rule lands in this stack (allow_endpoints_from).
+                endpoints.allow_endpoints_from(rotation_group)
         self._acknowledge(config)
         CfnOutput(self, "MemoryEndpoint", value=self.store.endpoint)
         CfnOutput(self, "MemorySecretArn", value=self.store.secret.secret_arn)
@@ -84,13 +110,14 @@ class MemoryStack(Stack):
     def _acknowledge(self, config: DeploymentConfig) -> None:
         """The exceptions to security rules this stack needs, each on its resource, with why."""
         cluster = self.store.cluster
-        acknowledge_nag(
-            self.store.credentials,
-            "AwsSolutions-SMG4",
-            "ECS injects the password when a task starts, so a rotation breaks running tasks "
-            "until they are replaced; rotation (single-user Lambda in the VPC plus a service "
-            "redeploy) arrives with the operations issue (#7)",
-        )
+        if self.store.rotation is None:
+            acknowledge_nag(
+                self.store.credentials,
+                "AwsSolutions-SMG4",
+                "hybrid.memory.credentials_rotation_days is null in this config: the operator "
+                "turned the password's hosted rotation off and rotates it by hand "
+                "(docs/key-rotation.md)",
+            )
         skip_checkov(
             cluster.node.find_child("Writer"),
             "CKV_AWS_118",

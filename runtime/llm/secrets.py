@@ -11,6 +11,14 @@ Accepted ``SecretString`` formats:
 * a JSON object with a string ``api_key`` field: the value of that field is the key (the shape
   the console's "key/value" editor writes). A value starting with ``{`` is always read as JSON,
   so a malformed object fails loudly instead of sending the raw JSON text as a bearer token.
+  Other fields are ignored: the rotation Lambda (:mod:`runtime.rotation`) writes
+  ``{"api_key": ..., "issuer": ..., "key_id": ..., "issued_at": ...}``, where ``key_id`` is what it
+  needs to revoke the key one rotation later.
+
+Rotation and this cache: a rotation keeps the previous key valid at the provider for at least one
+rotation period (4 hours at the shortest, config/model.py checks), far longer than
+:data:`DEFAULT_TTL_SECONDS`, so every warm cache has moved to the new key before the old one is
+revoked; a 401 inside that window (a key revoked by hand) is recovered by ``invalidate``.
 
 The secret value never appears in logs or exception messages: errors name the ARN and the reason.
 """
@@ -18,30 +26,29 @@ The secret value never appears in logs or exception messages: errors name the AR
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from runtime.llm.types import LLMError
+from runtime.secret_cache import DEFAULT_TTL_SECONDS, CachedSecret, Clock
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-Clock = Callable[[], float]
-
-DEFAULT_TTL_SECONDS = 300.0
+__all__ = ["DEFAULT_TTL_SECONDS", "SecretCache", "SecretUnavailableError", "parse_api_key"]
 
 
 class SecretUnavailableError(LLMError):
     """The API key could not be read or parsed; the message never includes the secret value."""
 
 
-class SecretCache:
-    """Reads one secret by ARN and caches its key for ``ttl_seconds``.
+class SecretCache(CachedSecret[str]):
+    """Reads the LLM key secret by ARN and caches its key for ``ttl_seconds``.
 
     Calling the instance is the same as :meth:`get`, so it can be passed wherever a key provider
-    callable is expected. It is thread-safe so a threaded container service can share one.
+    callable is expected. It is thread-safe so a threaded container service can share one. The
+    reading and caching are :class:`runtime.secret_cache.CachedSecret`'s; this class adds the
+    key's formats (above) and :class:`SecretUnavailableError`.
     """
 
     def __init__(
@@ -52,70 +59,19 @@ class SecretCache:
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         clock: Clock = time.monotonic,
     ) -> None:
-        if ttl_seconds < 0:
-            raise ValueError("ttl_seconds must not be negative")
-        self._arn = secret_arn
-        self._client = client
-        self._ttl = ttl_seconds
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._value: str | None = None
-        self._fetched_at = 0.0
-
-    @property
-    def secret_arn(self) -> str:
-        return self._arn
-
-    def get(self) -> str:
-        """The key, from the cache while it is younger than the TTL, else from Secrets Manager."""
-        with self._lock:
-            now = self._clock()
-            if self._value is not None and now - self._fetched_at < self._ttl:
-                return self._value
-            value = self._fetch()
-            self._value = value
-            self._fetched_at = now
-            return value
-
-    def __call__(self) -> str:
-        return self.get()
-
-    def invalidate(self) -> None:
-        """Forget the cached key so the next :meth:`get` reads Secrets Manager again."""
-        with self._lock:
-            self._value = None
-
-    def _secrets_client(self) -> SecretsManagerClient:
-        if self._client is None:
-            # boto3 costs ~100 ms of import; only pay it when a secret is actually configured.
-            import boto3
-
-            self._client = boto3.client("secretsmanager")
-        return self._client
-
-    def _fetch(self) -> str:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            response = self._secrets_client().get_secret_value(SecretId=self._arn)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "unknown")
-            raise SecretUnavailableError(
-                f"could not read LLM API key secret {self._arn}: {code}"
-            ) from exc
-        except BotoCoreError as exc:
-            raise SecretUnavailableError(
-                f"could not read LLM API key secret {self._arn}: {type(exc).__name__}"
-            ) from exc
-        secret_string = response.get("SecretString")
-        if secret_string is None:
-            raise SecretUnavailableError(
-                f"LLM API key secret {self._arn} has no SecretString (binary secrets are not used)"
-            )
-        return _parse_key(secret_string, self._arn)
+        super().__init__(
+            secret_arn,
+            parse=parse_api_key,
+            what="LLM API key secret",
+            error=SecretUnavailableError,
+            client=client,
+            ttl_seconds=ttl_seconds,
+            clock=clock,
+        )
 
 
-def _parse_key(secret_string: str, arn: str) -> str:
+def parse_api_key(secret_string: str, arn: str) -> str:
+    """The key in a ``SecretString`` (either format above); errors name ``arn``, never the value."""
     text = secret_string.strip()
     if text.startswith("{"):
         data: object = None

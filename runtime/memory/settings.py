@@ -4,7 +4,11 @@
 * ``MEMORY_DATABASE_URL``: ``postgresql://host:port/dbname``, optionally with libpq options such
   as ``?sslmode=verify-full&sslrootcert=...``; never with a password in it.
 * ``MEMORY_DATABASE_USER``: the database user, unless the URL names it (``postgresql://user@...``).
-* ``MEMORY_DATABASE_PASSWORD``: the password (an ECS secret from the cluster's secret).
+* ``MEMORY_DATABASE_PASSWORD``: the password, fixed for the process's life (local runs, tests).
+* ``MEMORY_DATABASE_SECRET_ARN``: instead of the password, the ARN of the database's credentials
+  secret (RDS's JSON, whose ``password`` is used), read at run time and re-read when the database
+  refuses it, so a rotated password is followed without a restart (``runtime.memory.credentials``;
+  what the stacks set). Not both.
 * ``MEMORY_EMBEDDER``: ``bedrock`` (default, Titan Text Embeddings V2), ``openai-compatible``
   (``POST {LLM_BASE_URL}/embeddings`` with the LLM's API key) or ``hashing`` (local and lexical
   only: tests and offline development).
@@ -43,6 +47,11 @@ class MemorySettings(BaseModel):
     memory_database_password: SecretStr | None = Field(
         default=None, alias="MEMORY_DATABASE_PASSWORD"
     )
+    memory_database_secret_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$",
+        alias="MEMORY_DATABASE_SECRET_ARN",
+    )
     memory_embedder: Literal["bedrock", "openai-compatible", "hashing"] = Field(
         default="bedrock", alias="MEMORY_EMBEDDER"
     )
@@ -68,6 +77,11 @@ class MemorySettings(BaseModel):
         # ValueError messages become the SettingsError line; they never echo the URL, which
         # could hold the very password being refused.
         check_database_url(self.memory_database_url, user=self.memory_database_user)
+        if self.memory_database_password is not None and self.memory_database_secret_arn:
+            raise ValueError(
+                "MEMORY_DATABASE_PASSWORD and MEMORY_DATABASE_SECRET_ARN are both set; keep one "
+                "(the secret's ARN, when the password rotates)"
+            )
         if self.session_ttl_seconds is None:
             raise ValueError("SESSION_TTL_SECONDS is required when MEMORY_STORE is pgvector")
         if self.memory_embedder == "openai-compatible":

@@ -47,6 +47,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from runtime.memory.credentials import PasswordSource, StaticPassword
 from runtime.memory.embedders import Embedder, check_vectors
 from runtime.memory.types import (
     MAX_INDEXED_DIMENSIONS,
@@ -134,7 +135,8 @@ class PgVectorMemoryStore:
         cls,
         url: str,
         *,
-        password: str | None,
+        password: str | None = None,
+        credentials: PasswordSource | None = None,
         embedder: Embedder,
         user: str | None = None,
         ttl_seconds: int,
@@ -148,27 +150,51 @@ class PgVectorMemoryStore:
     ) -> PgVectorMemoryStore:
         """A store on ``postgresql://[user@]host:port/dbname[?sslmode=...]``, password separate.
 
-        The password comes from ``password`` (``MEMORY_DATABASE_PASSWORD``, a secret), never the
-        URL, which is configuration that ends up in logs and consoles; the user from the URL or
-        ``user`` (``MEMORY_DATABASE_USER``). The connect timeout is generous because Aurora
-        Serverless v2 takes about 15 s to resume from 0 ACU; statements themselves are short and
-        get ``statement_timeout_seconds``.
+        The password comes from ``password`` (``MEMORY_DATABASE_PASSWORD``) or ``credentials``
+        (e.g. :class:`~runtime.memory.credentials.SecretPassword`, ``MEMORY_DATABASE_SECRET_ARN``),
+        never the URL, which is configuration that ends up in logs and consoles; the user from
+        the URL or ``user`` (``MEMORY_DATABASE_USER``). When PostgreSQL refuses the password
+        (SQLSTATE 28P01 or 28000), each password ``credentials.after_refusal`` offers gets one
+        attempt, so a rotated secret is followed without a restart (see that module). The connect
+        timeout is generous because Aurora Serverless v2 takes about 15 s to resume from 0 ACU;
+        statements themselves are short and get ``statement_timeout_seconds``.
         """
         check_database_url(url, user=user)
+        if password is not None and credentials is not None:
+            raise ValueError("pass password or credentials, not both")
+        source = credentials if credentials is not None else StaticPassword(password)
         if connect_timeout_seconds < 2:
             # libpq silently raises anything smaller to 2 seconds.
             raise ValueError("connect_timeout_seconds must be at least 2")
         statement_timeout_ms = int(statement_timeout_seconds * 1000)
 
-        def connect() -> psycopg.Connection[Any]:
+        def connect_with(secret: str | None) -> psycopg.Connection[Any]:
             return psycopg.connect(
                 url,
                 user=user,
-                password=password,
+                password=secret,
                 connect_timeout=connect_timeout_seconds,
                 options=f"-c statement_timeout={statement_timeout_ms}",
                 application_name="agent-memory",
             )
+
+        def connect() -> psycopg.Connection[Any]:
+            current = source.password()
+            try:
+                return connect_with(current)
+            except psycopg.OperationalError as refused:
+                if not _refused_credentials(refused):
+                    raise
+                for candidate in source.after_refusal(current):
+                    try:
+                        conn = connect_with(candidate)
+                    except psycopg.OperationalError as again:
+                        if not _refused_credentials(again):
+                            raise
+                        continue
+                    source.accept(candidate)
+                    return conn
+                raise
 
         return cls(
             connect,
@@ -434,14 +460,22 @@ def _reachable(action: str) -> Iterator[None]:
         yield
     except psycopg.OperationalError as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        if exc.sqlstate in ("28P01", "28000") or "password authentication failed" in reason:
+        if _refused_credentials(exc):
             raise MemoryStoreUnavailableError(
                 f"PostgreSQL refused the credentials when trying to {action} ({reason}); check "
-                "MEMORY_DATABASE_USER (or the URL's user) and MEMORY_DATABASE_PASSWORD"
+                "MEMORY_DATABASE_USER (or the URL's user) and MEMORY_DATABASE_PASSWORD or the "
+                "secret MEMORY_DATABASE_SECRET_ARN names"
             ) from exc
         raise MemoryStoreUnavailableError(
             f"the memory database is unavailable, could not {action}: {reason}"
         ) from exc
+
+
+def _refused_credentials(exc: psycopg.OperationalError) -> bool:
+    """Whether the server refused the login: invalid_password (28P01) or invalid_authorization
+    (28000, e.g. no pg_hba entry); a connection error during authentication has no SQLSTATE."""
+    reason = str(exc)
+    return exc.sqlstate in ("28P01", "28000") or "password authentication failed" in reason
 
 
 def _check_scope(scope: str) -> None:

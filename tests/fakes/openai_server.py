@@ -39,9 +39,11 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, TypeAlias
+
+from tests.fakes.http_server import LocalHTTPServer
 
 CHAT_PATH = "/v1/chat/completions"
 
@@ -121,24 +123,19 @@ class RecordedRequest:
         return self.headers.get("authorization")
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(LocalHTTPServer):
     def __init__(
         self, replies: Iterable[Reply] = (), *, expected_api_key: str | None = None
     ) -> None:
+        super().__init__()
         self.expected_api_key = expected_api_key
         self.requests: list[RecordedRequest] = []
         self._script: deque[Reply] = deque(replies)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeOpenAIServer is not running; use it as a context manager")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_class(self)
 
     @property
     def pending(self) -> int:
@@ -149,29 +146,15 @@ class FakeOpenAIServer:
         with self._lock:
             self._script.extend(replies)
 
-    def __enter__(self) -> FakeOpenAIServer:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
-        # Handler threads may still be sleeping in a DelayedReply at exit; don't wait for them.
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # Wake delayed replies first, so shutting down does not wait for them.
         self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        super().__exit__(exc_type, exc, tb)
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:

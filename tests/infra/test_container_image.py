@@ -36,7 +36,8 @@ DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 REQUIREMENTS = REPO_ROOT / "runtime" / "container-requirements.txt"
 CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
 # Lambda-only code: neither in the image nor imported by what is.
-LAMBDA_ONLY = REPO_ROOT / "runtime" / "handlers"
+# Lambda-only code (the API and queue handlers, the key rotation function): not in the image.
+LAMBDA_ONLY = (REPO_ROOT / "runtime" / "handlers", REPO_ROOT / "runtime" / "rotation")
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,8 @@ def _ignored(path: str) -> bool:
         ".venv", ".venv/bin/python", ".venv-checkov", "node_modules", "cdk.out", "tests",
         "tests/infra/test_gates.py", ".git", ".git/config", ".mypy_cache", ".pytest_cache",
         ".ruff_cache", "README.md", "docs", "config/prod.yaml", "stacks", "constructs", "bench",
-        ".env", "runtime/handlers", "runtime/handlers/serverless_api.py",
+        ".env", "runtime/handlers", "runtime/handlers/serverless_api.py", "runtime/rotation",
+        "runtime/rotation/handler.py",
         "runtime/lambda-requirements.txt", "runtime/__pycache__/agent.cpython-313.pyc",
         "runtime/service/__pycache__", "runtime/llm/.pytest_cache",
     ],
@@ -280,8 +282,9 @@ def test_synth_stages_the_image_without_calling_docker(tmp_path: Path) -> None:
     environment = {
         **os.environ,
         "PATH": f"{shim}{os.pathsep}{os.environ['PATH']}",
-        # The dev config, without Lambda bundling (which is not what this test is about).
-        "CDK_CONTEXT_JSON": json.dumps({"env": "dev", "aws:cdk:bundling-stacks": []}),
+        # The prod config (dev leaves the container pattern off), without Lambda bundling
+        # (which is not what this test is about).
+        "CDK_CONTEXT_JSON": json.dumps({"env": "prod", "aws:cdk:bundling-stacks": []}),
         "CDK_OUTDIR": str(tmp_path / "out"),
     }
     run = subprocess.run(
@@ -290,20 +293,20 @@ def test_synth_stages_the_image_without_calling_docker(tmp_path: Path) -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     assert not calls.exists(), calls.read_text()
-    assets = json.loads((tmp_path / "out" / "agent-dev-container.assets.json").read_text())
+    assets = json.loads((tmp_path / "out" / "agent-prod-container.assets.json").read_text())
     [image] = assets["dockerImages"].values()
     assert (tmp_path / "out" / image["source"]["directory"] / "Dockerfile").is_file()
 
 
 def test_the_staged_context_holds_only_what_the_image_needs(synth: Synthesized) -> None:
-    assets = json.loads((synth.outdir / "agent-dev-container.assets.json").read_text())
+    assets = json.loads((synth.outdir / "agent-prod-container.assets.json").read_text())
     [asset] = assets["dockerImages"].values()
     context = synth.outdir / asset["source"]["directory"]
     assert {p.name for p in context.iterdir()} == {"Dockerfile", ".dockerignore", "runtime"}
     staged = {p.relative_to(context).as_posix() for p in context.rglob("*") if p.is_file()}
     assert "runtime/container-requirements.txt" in staged
     assert not [p for p in staged if "__pycache__" in p or p.endswith(".pyc")]
-    assert not [p for p in staged if p.startswith("runtime/handlers")]
+    assert not [p for p in staged if p.startswith(("runtime/handlers", "runtime/rotation"))]
 
 
 # --- requirements against imports -----------------------------------------------------------------
@@ -322,7 +325,7 @@ def _container_modules() -> list[Path]:
     return [
         path
         for path in sorted((REPO_ROOT / "runtime").rglob("*.py"))
-        if LAMBDA_ONLY not in path.parents
+        if not any(folder in path.parents for folder in LAMBDA_ONLY)
     ]
 
 
