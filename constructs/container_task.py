@@ -177,11 +177,15 @@ def hardened_fargate_service(
     subnets: ec2.SubnetSelection,
     security_group: ec2.ISecurityGroup,
     health_check_grace_period: Duration | None = None,
+    deployment_strategy: ecs.DeploymentStrategy | None = None,
+    bake_time: Duration | None = None,
 ) -> ecs.FargateService:
     """A Fargate service with the deployment defaults every service here shares.
 
     Private (no public IP, no ECS Exec), rolled out at full capacity with the circuit breaker's
-    rollback (secure_defaults), tags propagated to the tasks.
+    rollback (secure_defaults), tags propagated to the tasks. ``deployment_strategy`` BLUE_GREEN
+    (with ``bake_time``) needs a load balancer target with an alternate target group; the
+    circuit breaker stays on either way (ECS applies it to blue/green too).
     """
     return ecs.FargateService(
         scope,
@@ -194,6 +198,8 @@ def hardened_fargate_service(
         min_healthy_percent=DEPLOYMENT_MIN_HEALTHY_PERCENT,
         max_healthy_percent=DEPLOYMENT_MAX_PERCENT,
         circuit_breaker=DEPLOYMENT_CIRCUIT_BREAKER,
+        deployment_strategy=deployment_strategy,
+        bake_time=bake_time,
         health_check_grace_period=health_check_grace_period,
         enable_execute_command=False,
         platform_version=ecs.FargatePlatformVersion.LATEST,
