@@ -64,8 +64,8 @@ class AgentApi(RestApiScaffold):
         self.finish(
             methods=[self.get_session, self.post_message],
             reasons=ScaffoldReasons(
-                no_waf="WAFv2 is attached by the operations profile (issue #7); until then IAM "
-                "authorization and stage throttling bound abuse of this regional API",
+                no_waf="config waf is unset, so no web ACL filters this regional API (a config's "
+                "waf: section attaches one); IAM authorization and stage throttling bound abuse",
                 no_cache="responses are per-session agent turns (POST) or live session state; a "
                 "cache would serve stale conversations",
             ),

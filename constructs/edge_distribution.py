@@ -50,6 +50,8 @@ class EdgeDistributionProps:
     encryption_key: kms.IKey
     """Encrypts the publisher's log group."""
     removal_policy: RemovalPolicy
+    web_acl_arn: str | None = None
+    """The CLOUDFRONT-scope web ACL (us-east-1) in front of every behaviour; None: no WAF."""
 
 
 class EdgeDistribution(Construct):
@@ -182,6 +184,7 @@ class EdgeDistribution(Construct):
             enable_logging=True,
             log_bucket=self.log_bucket,
             log_file_prefix="cloudfront/",
+            web_acl_id=props.web_acl_arn,
         )
         # Publishes the UI on every deployment and invalidates CloudFront's copies.
         self.publisher_logs = logs.LogGroup(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -27,6 +27,8 @@ from constructs.secure_defaults import (
     API_LOGGING_LEVEL,
     API_STAGE_NAME,
 )
+from constructs.usage_plans import TenantPlan, TenantUsagePlans
+from constructs.web_acl import associate_web_acl
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,16 @@ class ApiStageProps:
     log_retention: logs.RetentionDays
     encryption_key: kms.IKey
     removal_policy: RemovalPolicy
+    tenants: tuple[TenantPlan, ...] = ()
+    """Per-tenant keys and usage plans; set: every method with the API's auth needs a key."""
+    web_acl_arn: str | None = None
+    """The regional web ACL the stage is associated with; None: config ``waf`` is unset."""
 
 
 @dataclass(frozen=True)
 class ScaffoldReasons:
-    """Why this API has no WAF yet and no cache: checked by reviewers, so specific to the API."""
+    """Why this API may have no WAF (config ``waf`` unset) and has no cache: checked by
+    reviewers, so specific to the API."""
 
     no_waf: str
     no_cache: str
@@ -53,7 +60,8 @@ class ScaffoldReasons:
 class RestApiScaffold(Construct):
     """``self.api`` (regional, throttled, traced, logged), ``self.validator``, ``self.access_logs``.
 
-    Every method gets IAM authorization by default, or an API key when ``auth`` is ``api_key``.
+    Every method gets IAM authorization by default, or an API key when ``auth`` is ``api_key``;
+    with tenants, IAM (unless ``auth`` is ``api_key``) and a tenant's API key.
     """
 
     def __init__(
@@ -61,7 +69,7 @@ class RestApiScaffold(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._stage_props = stage
-        self.use_api_keys = stage.auth == "api_key"
+        self.use_api_keys = stage.auth == "api_key" or bool(stage.tenants)
         self.access_logs = logs.LogGroup(
             self,
             "AccessLogs",
@@ -72,6 +80,10 @@ class RestApiScaffold(Construct):
         self.api = apigw.RestApi(
             self,
             "Api",
+            # API Gateway's metrics are keyed by this name (dimension ApiName); CDK's default,
+            # the construct id "Api", is the same for every API of every deployment in the
+            # account, so their graphs and alarms would mix.
+            rest_api_name=f"{Stack.of(self).stack_name}-{construct_id}",
             description=description,
             endpoint_types=[API_ENDPOINT_TYPE],
             # Execution and access logging need the account-level CloudWatch role.
@@ -100,7 +112,7 @@ class RestApiScaffold(Construct):
             ),
             default_method_options=apigw.MethodOptions(
                 authorization_type=API_DEFAULT_AUTHORIZATION
-                if not self.use_api_keys
+                if stage.auth != "api_key"
                 else apigw.AuthorizationType.NONE,
                 api_key_required=self.use_api_keys,
             ),
@@ -111,14 +123,29 @@ class RestApiScaffold(Construct):
         )
 
     def finish(self, *, methods: Sequence[apigw.Method], reasons: ScaffoldReasons) -> None:
-        """After the routes: the usage plan (API keys) and the acknowledgements.
+        """After the routes: usage plans (API keys), the web ACL, the acknowledgements.
 
         ``methods`` are those with the API's own auth (IAM or API key); a method with other
         authentication acknowledges its own findings.
         """
-        if self.use_api_keys:
+        stage = self.api.deployment_stage
+        self.tenant_plans: TenantUsagePlans | None = None
+        if self._stage_props.tenants:
+            self.tenant_plans = TenantUsagePlans(
+                self, "Tenants", api=self.api, tenants=self._stage_props.tenants
+            )
+        elif self.use_api_keys:
             self._usage_plan()
-        acknowledge_nag(self.api.deployment_stage, "AwsSolutions-APIG3", reasons.no_waf)
+        if self._stage_props.web_acl_arn is not None:
+            associate_web_acl(
+                self,
+                "WebAcl",
+                web_acl_arn=self._stage_props.web_acl_arn,
+                resource_arn=stage.stage_arn,
+                resource=stage.node.default_child,  # type: ignore[arg-type]
+            )
+        else:
+            acknowledge_nag(stage, "AwsSolutions-APIG3", reasons.no_waf)
         skip_checkov(self.api.deployment_stage, "CKV_AWS_120", reasons.no_cache)
         for method in methods:
             acknowledge_nag(
@@ -126,11 +153,11 @@ class RestApiScaffold(Construct):
                 "AwsSolutions-COG4",
                 "methods require a usage-plan API key (config api.auth: api_key); a Cognito user "
                 "pool is for browser sign-in, which this machine API does not have"
-                if self.use_api_keys
+                if self._stage_props.auth == "api_key"
                 else "methods use IAM (SigV4) authorization, which AwsSolutions-APIG4 accepts; a "
                 "Cognito user pool is for browser sign-in, which this machine API does not have",
             )
-            if self.use_api_keys:
+            if self._stage_props.auth == "api_key":
                 acknowledge_nag(
                     method,
                     "AwsSolutions-APIG4",

@@ -72,9 +72,9 @@ class WebhookApi(RestApiScaffold):
         self.finish(
             methods=api_auth_methods,
             reasons=ScaffoldReasons(
-                no_waf="WAFv2 is attached by the operations profile (issue #7); until then the "
-                "API's auth or the webhook's HMAC signature, and stage throttling, bound abuse "
-                "of this regional API",
+                no_waf="config waf is unset, so no web ACL filters this regional API (a config's "
+                "waf: section attaches one); the API's auth or the webhook's HMAC signature, and "
+                "stage throttling, bound abuse",
                 no_cache="POST submits a new task and GET returns its live status; a cache would "
                 "drop submissions and serve a stale status",
             ),
