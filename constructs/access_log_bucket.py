@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnCondition, Duration, Fn, Stack
+from aws_cdk import CfnCondition, Duration, Fn, Stack, Token
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
@@ -53,18 +53,29 @@ class AccessLogBucket(Construct):
         stack = Stack.of(self)
         objects = self.bucket.arn_for_objects(f"{prefix}/AWSLogs/{stack.account}/*")
         elb_account = stack.regional_fact(FactName.ELBV2_ACCOUNT, _NO_ELB_ACCOUNT)
-        has_elb_account = CfnCondition(
-            self,
-            "RegionHasElbAccount",
-            expression=Fn.condition_not(Fn.condition_equals(elb_account, _NO_ELB_ACCOUNT)),
-        )
         # Where the region has no ELB account, the statement names this account instead, which
         # grants nothing an identity policy in the account does not already grant.
-        writer = Fn.condition_if(
-            has_elb_account.logical_id,
-            f"arn:{stack.partition}:iam::{elb_account}:root",
-            f"arn:{stack.partition}:iam::{stack.account}:root",
-        ).to_string()
+        own_account = f"arn:{stack.partition}:iam::{stack.account}:root"
+        if Token.is_unresolved(stack.region):
+            # Environment-agnostic: the region, and so the answer, is known at deploy time only.
+            has_elb_account = CfnCondition(
+                self,
+                "RegionHasElbAccount",
+                expression=Fn.condition_not(Fn.condition_equals(elb_account, _NO_ELB_ACCOUNT)),
+            )
+            writer = Fn.condition_if(
+                has_elb_account.logical_id,
+                f"arn:{stack.partition}:iam::{elb_account}:root",
+                own_account,
+            ).to_string()
+        else:
+            # A stack with a region (config dr, or account and region pinned): decided here, as a
+            # condition on two constants would be (cfn-lint W8003).
+            writer = (
+                own_account
+                if elb_account == _NO_ELB_ACCOUNT
+                else f"arn:{stack.partition}:iam::{elb_account}:root"
+            )
         for statement in (
             iam.PolicyStatement(
                 principals=[iam.ArnPrincipal(writer)], actions=["s3:PutObject"], resources=[objects]
