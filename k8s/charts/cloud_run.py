@@ -47,14 +47,22 @@ class CloudRunChart(Chart):
         cloud_run = kubernetes.cloud_run
         resources = kubernetes.service.resources
         name = f"{config.name}-service"
+        # The LLM key stays a Secret Manager secret here, even when the cluster's pods read it
+        # from AWS Secrets Manager by ARN: Cloud Run has no IRSA (no AWS role, no web identity
+        # token for the AWS SDK), so the AWS secret is out of its reach. An instance reads the
+        # latest version when it starts: after each rotation, add the new key as a version and
+        # deploy a new revision (docs/key-rotation.md).
         environment = service_pod_environment(
             config,
+            llm_secret_arn=None,
             stop_timeout_seconds=SIGKILL_AFTER_SECONDS,
             # Google's front end is the only client of the container.
             forwarded_allow_ips="*",
             drain_seconds=DRAIN_SECONDS,
         )
-        secret_variables = secret_keys(config, redis_password=True, service_token=True)
+        secret_variables = secret_keys(
+            config, redis_password=True, service_token=True, llm_secret_arn=None
+        )
         env: list[dict[str, object]] = [
             {"name": key, "value": value} for key, value in sorted(environment.items())
         ]

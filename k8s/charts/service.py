@@ -11,7 +11,7 @@ from __future__ import annotations
 from cdk8s import Chart
 from cdk8s_plus_33 import k8s
 
-from config.environment import agent_environment, service_environment
+from config.environment import service_environment
 from config.model import (
     K8S_PRE_STOP_SECONDS,
     DeploymentConfig,
@@ -22,10 +22,12 @@ from constructs import Construct
 from k8s.lib import checkov, defaults
 from k8s.lib.checkov import skip_checkov
 from k8s.lib.pod import (
+    agent_pod_environment,
     disruption_budget,
     hardened_container,
     http_probe,
     labels,
+    llm_key_secret_arn,
     plain_env,
     rolling_deployment,
     secret_envs,
@@ -120,16 +122,21 @@ def ingress_annotations(config: DeploymentConfig, ingress: K8sIngressConfig) -> 
 def service_pod_environment(
     config: DeploymentConfig,
     *,
+    llm_secret_arn: str | None,
     stop_timeout_seconds: int,
     forwarded_allow_ips: str,
     drain_seconds: int | None = None,
 ) -> dict[str, str]:
-    """The service container's plain variables (the Secret's come apart), on any platform."""
+    """The service container's plain variables (the Secret's come apart), on any platform.
+
+    ``llm_secret_arn``: where the container reads the LLM key (k8s.lib.pod.llm_key_secret_arn),
+    or None when it comes from a secret reference (``secret_keys``).
+    """
     kubernetes = config.kubernetes
     if kubernetes is None:
         raise ValueError(f"{config.name}: the config has no kubernetes section")
-    return agent_environment(
-        config, redis_url=kubernetes.redis.url(), llm_secret_arn=None
+    return agent_pod_environment(
+        config, redis_url=kubernetes.redis.url(), llm_secret_arn=llm_secret_arn
     ) | service_environment(
         config,
         port=defaults.CONTAINER_PORT,
@@ -164,14 +171,20 @@ class ServiceChart(Chart):
         )  # fmt: skip
 
         grace = config.k8s_service_grace_seconds
+        # The LLM key by ARN with the service's IRSA role when the config gives one, so a
+        # rotated key reaches running pods; else from the Secret.
+        llm_secret_arn = llm_key_secret_arn(config)
         environment = service_pod_environment(
             config,
+            llm_secret_arn=llm_secret_arn,
             # SIGTERM arrives after preStop; the service checks its drain fits before SIGKILL.
             stop_timeout_seconds=grace - K8S_PRE_STOP_SECONDS,
             forwarded_allow_ips=",".join(kubernetes.ingress_controller.source_cidrs),
         )
         secrets = secret_envs(
-            secret_keys(config, redis_password=True, service_token=True),
+            secret_keys(
+                config, redis_password=True, service_token=True, llm_secret_arn=llm_secret_arn
+            ),
             secret_name=kubernetes.secret_name,
         )
         container = hardened_container(

@@ -21,7 +21,7 @@ from __future__ import annotations
 from cdk8s import Chart
 from cdk8s_plus_33 import k8s
 
-from config.environment import agent_environment, task_environment, worker_environment
+from config.environment import task_environment, worker_environment
 from config.model import (
     K8S_TERMINATION_MARGIN_SECONDS,
     DeploymentConfig,
@@ -33,9 +33,11 @@ from k8s.charts.service import egress_rules
 from k8s.lib import checkov, defaults, keda
 from k8s.lib.checkov import skip_checkov
 from k8s.lib.pod import (
+    agent_pod_environment,
     disruption_budget,
     hardened_container,
     labels,
+    llm_key_secret_arn,
     plain_env,
     restricted_pod_spec,
     rolling_deployment,
@@ -112,7 +114,13 @@ def worker_env(config: DeploymentConfig) -> dict[str, str]:
     environment = (
         # The async stack's session table, as the ECS and Lambda workers use: a task's
         # conversation is the same whichever worker runs it.
-        agent_environment(config, session_table_name=aws.session_table_name, llm_secret_arn=None)
+        # The LLM key by ARN with the worker's IRSA role when the config gives one (a rotated
+        # key reaches a running worker), else from the Secret (secret_keys, below).
+        agent_pod_environment(
+            config,
+            session_table_name=aws.session_table_name,
+            llm_secret_arn=llm_key_secret_arn(config),
+        )
         | task_environment(
             tasks_config,
             task_table_name=aws.task_table_name,
@@ -223,7 +231,12 @@ class WorkerChart(Chart):
 
         # The Redis password only for the Redis queue: the worker keeps its sessions in DynamoDB.
         secrets = secret_envs(
-            secret_keys(config, redis_password=worker.queue == "redis", service_token=False),
+            secret_keys(
+                config,
+                redis_password=worker.queue == "redis",
+                service_token=False,
+                llm_secret_arn=llm_key_secret_arn(config),
+            ),
             secret_name=kubernetes.secret_name,
         )
         args = (

@@ -178,7 +178,8 @@ class AgentSecrets:
 
     service_auth_token: pulumi.Input[str]
     redis_password: pulumi.Input[str]
-    # None with llm.provider bedrock: the pods call Bedrock with their IAM role, not a key.
+    # None with llm.provider bedrock (the pods call Bedrock with their IAM role, not a key) and
+    # with kubernetes.aws.llm_api_key_secret_arn (they read the key from Secrets Manager).
     llm_api_key: pulumi.Input[str] | None = None
 
     def string_data(self) -> dict[str, pulumi.Input[str]]:
@@ -214,12 +215,23 @@ def args_from_pulumi_config(
         deployment = load_config(env, config_dir=config_dir)
     except ConfigError as exc:
         raise DeployInputError(str(exc)) from None
-    # Bedrock needs no key; an openai-compatible provider does, so the pods can start.
-    llm_api_key = (
-        config.get_secret("llmApiKey")
-        if deployment.llm.provider == "bedrock"
-        else config.require_secret("llmApiKey")
-    )
+    # Bedrock needs no key; an openai-compatible provider does, so the pods can start, unless
+    # they read it from Secrets Manager by ARN.
+    llm_api_key: pulumi.Output[str] | None
+    if deployment.llm.provider == "bedrock":
+        llm_api_key = config.get_secret("llmApiKey")
+    elif deployment.k8s_llm_key_secret_arn is not None:
+        llm_api_key = None
+        if config.get_secret("llmApiKey") is not None:
+            # Not put in the Secret: a copy there would be the one key nobody rotates, and
+            # revoked one rotation period after the rotation replaces it.
+            pulumi.log.warn(
+                "llmApiKey is set, but the pods read the LLM key from Secrets Manager "
+                "(kubernetes.aws.llm_api_key_secret_arn), so it is left out of the Secret; "
+                "remove it with `pulumi config rm llmApiKey`"
+            )
+    else:
+        llm_api_key = config.require_secret("llmApiKey")
     install_vpa = config.get_bool("installVpa")
     return AgentDeploymentArgs(
         config=deployment,
@@ -318,6 +330,16 @@ def _check_inputs(
         problems.append(f"no Ingress for host {ingress.host!r}")
     if ingress is None and hosts:
         problems.append(f"an Ingress for {sorted(h for h in hosts if h)}, but none in the config")
+    if config.k8s_llm_key_secret_arn is not None:
+        problems += [
+            f"{obj}: reads key {defaults.SECRET_KEY_LLM_API_KEY!r} of the Secret, but the config "
+            f"reads the LLM key by ARN (kubernetes.aws.llm_api_key_secret_arn)"
+            for obj in objects
+            if any(
+                key == defaults.SECRET_KEY_LLM_API_KEY
+                for key, _ in _secret_refs(obj.body, k8s_config.secret_name)
+            )
+        ]
     if problems:
         raise DeployInputError(
             "\n".join(

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from cdk8s_plus_33 import k8s
 
+from config.environment import agent_environment
 from config.model import DeploymentConfig, PodResources
 from constructs import Construct
 from k8s.lib import defaults
@@ -85,16 +86,63 @@ def secret_env(name: str, *, secret_name: str, key: str) -> k8s.EnvVar:
     )
 
 
-def secret_keys(
-    config: DeploymentConfig, *, redis_password: bool, service_token: bool
+def llm_key_secret_arn(config: DeploymentConfig) -> str | None:
+    """The ARN a cluster's pods read the LLM key by (``kubernetes.aws.llm_api_key_secret_arn``),
+    or None: the key comes from the Secret (``LLM_API_KEY``), or there is none (Bedrock).
+
+    By ARN, the runtime reads the key through its 5-minute cache with the pod's IRSA role and
+    re-reads it on a 401, so a rotated key reaches running pods (docs/key-rotation.md); from the
+    Secret, a pod keeps the key it started with. The charts pass the result to
+    :func:`agent_pod_environment` and :func:`secret_keys`, which wire one or the other.
+    """
+    return config.k8s_llm_key_secret_arn
+
+
+def agent_pod_environment(
+    config: DeploymentConfig,
+    *,
+    llm_secret_arn: str | None,
+    session_table_name: str | None = None,
+    redis_url: str | None = None,
 ) -> dict[str, str]:
-    """The variables a pod reads from the Secret: variable name -> the Secret's key."""
+    """``config.environment.agent_environment`` for a pod. With ``llm_secret_arn``, also the
+    region, where the config requires the secret to be: the runtime builds its Secrets Manager
+    client at start and fails there without one. Set here, the pod does not depend on a webhook
+    injecting it (ECS and Lambda set both variables themselves). AWS_DEFAULT_REGION is the one
+    boto3 reads (botocore's ``region`` setting; it ignores AWS_REGION); AWS_REGION for the
+    other AWS SDKs and tools."""
+    environment = agent_environment(
+        config,
+        session_table_name=session_table_name,
+        redis_url=redis_url,
+        llm_secret_arn=llm_secret_arn,
+    )
+    if llm_secret_arn is not None:
+        if config.kubernetes is None:
+            raise ValueError(f"{config.name}: the config has no kubernetes section")
+        region = config.kubernetes.aws.region
+        environment |= {"AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+    return environment
+
+
+def secret_keys(
+    config: DeploymentConfig,
+    *,
+    redis_password: bool,
+    service_token: bool,
+    llm_secret_arn: str | None,
+) -> dict[str, str]:
+    """The variables a pod reads from the Secret: variable name -> the Secret's key.
+
+    ``llm_secret_arn``: the pod reads the LLM key by that ARN instead (see
+    :func:`llm_key_secret_arn`), so the Secret holds none for it.
+    """
     keys = {}
     if redis_password:
         keys["REDIS_PASSWORD"] = defaults.SECRET_KEY_REDIS_PASSWORD
     if service_token:
         keys["SERVICE_AUTH_TOKEN"] = defaults.SECRET_KEY_SERVICE_AUTH_TOKEN
-    if config.llm.provider == "openai-compatible":
+    if config.llm.provider == "openai-compatible" and llm_secret_arn is None:
         keys["LLM_API_KEY"] = defaults.SECRET_KEY_LLM_API_KEY
     return keys
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import filecmp
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -381,9 +382,14 @@ def test_secrets_only_by_reference(k8s_synth: Synthesized) -> None:
         else:
             containers = manifest.doc["spec"]["template"]["spec"]["containers"]
         for container in containers:
+            # *_SECRET_ARN names a Secrets Manager secret the runtime reads: an ARN, not a value.
             literal = [
                 v["name"] for v in container["env"]
                 if "value" in v and any(w in v["name"] for w in ("KEY", "TOKEN", "PASSWORD"))
+                and not (
+                    v["name"].endswith("_SECRET_ARN")
+                    and v["value"].startswith("arn:aws:secretsmanager:")
+                )
             ]  # fmt: skip
             assert literal == [], manifest
     for env, config in k8s_synth.configs.items():
@@ -393,8 +399,80 @@ def test_secrets_only_by_reference(k8s_synth: Synthesized) -> None:
         }
         assert config.kubernetes is not None
         assert {ref["name"] for ref in refs.values()} == {config.kubernetes.secret_name}
-        assert ("LLM_API_KEY" in refs) == (config.llm.provider == "openai-compatible")
+        assert ("LLM_API_KEY" in refs) == (
+            config.llm.provider == "openai-compatible"
+            and config.kubernetes.aws.llm_api_key_secret_arn is None
+        )
         assert {"REDIS_PASSWORD", "SERVICE_AUTH_TOKEN"} <= set(refs)
+
+
+def test_pods_read_the_llm_key_by_arn_when_the_config_gives_one(k8s_synth: Synthesized) -> None:
+    # prod sets kubernetes.aws.llm_api_key_secret_arn, dev does not, the variant is Bedrock.
+    arns = {
+        env: config.kubernetes.aws.llm_api_key_secret_arn if config.kubernetes else None
+        for env, config in k8s_synth.configs.items()
+    }
+    assert arns["prod"] is not None and arns["dev"] is None
+    for manifest in workloads(k8s_synth):
+        config = k8s_synth.configs[manifest.env]
+        assert config.kubernetes is not None
+        arn = config.kubernetes.aws.llm_api_key_secret_arn
+        for container in pod_spec(manifest)["containers"]:
+            values = {v["name"]: v.get("value") for v in container["env"]}
+            refs = {
+                v["name"]: v["valueFrom"]["secretKeyRef"]
+                for v in container["env"]
+                if "valueFrom" in v
+            }
+            key_refs = [r for r in refs.values() if r["key"] == defaults.SECRET_KEY_LLM_API_KEY]
+            if config.llm.provider == "bedrock":
+                assert "LLM_API_KEY" not in refs and "LLM_API_KEY_SECRET_ARN" not in values
+            elif arn is not None:
+                # The rotated key, read by ARN in the secret's region; no copy in the Secret.
+                assert "LLM_API_KEY" not in refs and not key_refs, manifest
+                assert values["LLM_API_KEY_SECRET_ARN"] == arn, manifest
+                # boto3 reads AWS_DEFAULT_REGION (not AWS_REGION) for the client's region.
+                assert values["AWS_DEFAULT_REGION"] == config.kubernetes.aws.region, manifest
+                assert values["AWS_REGION"] == config.kubernetes.aws.region, manifest
+            else:
+                assert refs["LLM_API_KEY"]["key"] == defaults.SECRET_KEY_LLM_API_KEY, manifest
+                assert not {"LLM_API_KEY_SECRET_ARN", "AWS_REGION", "AWS_DEFAULT_REGION"} & set(
+                    values
+                ), manifest
+    # Cloud Run has no IRSA: it keeps the key in Secret Manager, whatever the cluster does.
+    # (Checked below: the pods' region variables give the runtime's Secrets Manager client one.)
+    for env, config in k8s_synth.configs.items():
+        if config.llm.provider != "openai-compatible":
+            continue
+        (knative,) = k8s_synth.of(env, cluster=False)
+        (container,) = knative.doc["spec"]["template"]["spec"]["containers"]
+        names = {v["name"] for v in container["env"]}
+        assert "LLM_API_KEY" in names and "LLM_API_KEY_SECRET_ARN" not in names
+
+
+def test_the_runtime_finds_the_secrets_region_in_a_pod_environment(
+    k8s_synth: Synthesized, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # runtime/wiring.py builds boto3.client("secretsmanager") at start, with no region argument.
+    import boto3
+
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    config = k8s_synth.configs["prod"]
+    assert config.kubernetes is not None
+    for manifest in workloads(k8s_synth):
+        if manifest.env != "prod":
+            continue
+        (container,) = pod_spec(manifest)["containers"]
+        environ = env_of(container)
+        with monkeypatch.context() as patch:
+            for name, value in environ.items():
+                if name.startswith("AWS_"):
+                    patch.setenv(name, value)
+            client = boto3.session.Session().client("secretsmanager")
+        assert client.meta.region_name == config.kubernetes.aws.region, manifest
 
 
 def test_service_network_policy_admits_only_the_ingress_controller(
@@ -493,8 +571,13 @@ def test_cloud_run_service_matches_the_deployment(k8s_synth: Synthesized) -> Non
             config.kubernetes.cloud_run.max_instances
         )
         assert spec["timeoutSeconds"] == config.kubernetes.cloud_run.timeout_seconds
-        # The same variables, secrets from Secret Manager instead of a Kubernetes Secret.
+        # The same variables, secrets from Secret Manager instead of a Kubernetes Secret; where
+        # the pods read the LLM key by ARN (IRSA), Cloud Run keeps LLM_API_KEY in Secret Manager.
         cloud_run_env = env_of(container)
-        assert set(cloud_run_env) == set(env_of(deployment)) - {"TMPDIR"}
+        expected = set(env_of(deployment)) - {"TMPDIR"}
+        if config.kubernetes.aws.llm_api_key_secret_arn is not None:
+            by_arn = {"LLM_API_KEY_SECRET_ARN", "AWS_REGION", "AWS_DEFAULT_REGION"}
+            expected = expected - by_arn | {"LLM_API_KEY"}
+        assert set(cloud_run_env) == expected
         ServiceSettings.from_env(cloud_run_env)
         RuntimeSettings.from_env(cloud_run_env)

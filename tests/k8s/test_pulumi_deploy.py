@@ -106,7 +106,8 @@ def fixture_manifests(config: DeploymentConfig) -> dict[str, list[dict[str, Any]
     ns, secret = k8s.namespace, k8s.secret_name
     svc, worker = f"{config.name}-service", f"{config.name}-worker"
     keys = [defaults.SECRET_KEY_REDIS_PASSWORD, defaults.SECRET_KEY_SERVICE_AUTH_TOKEN]
-    if config.llm.provider == "openai-compatible":
+    # As the charts: no llm-api-key where the pods read the key by ARN.
+    if config.llm.provider == "openai-compatible" and k8s.aws.llm_api_key_secret_arn is None:
         keys.append(defaults.SECRET_KEY_LLM_API_KEY)
     selector = {"matchLabels": {"app.kubernetes.io/name": svc}}
     target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": svc}
@@ -299,6 +300,8 @@ class Deployed:
     dist: dict[str, Path]
     main_ran: bool = False
     exports: dict[str, Any] = field(default_factory=dict)
+    # args_from_pulumi_config's result per scenario (a scenario may have no component).
+    args: dict[str, AgentDeploymentArgs] = field(default_factory=dict)
 
     def children(self, scenario: str) -> list[Registration]:
         parent = self.component(scenario).urn
@@ -377,9 +380,15 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
                 patch.setattr(pulumi, "export", exports.__setitem__)
                 main = runpy.run_path(str(DEPLOY_DIR / "__main__.py"), run_name="__main__")
             components["main"] = main["agent"]
+        # prod reads the LLM key by ARN: llmApiKey is left out of the Secret (with a warning)
+        # when set, and not required when unset.
+        _set_stack_config({**all_secrets, "env": "prod"})
+        stack_args["prod"] = args_from_pulumi_config(pulumi.Config())
         if REAL_PROD_MANIFESTS.is_dir():
-            _set_stack_config({**all_secrets, "env": "prod"})
-            components["prod"] = AgentDeployment("prod", args_from_pulumi_config(pulumi.Config()))
+            components["prod"] = AgentDeployment("prod", stack_args["prod"])
+        without_llm_key = {k: v for k, v in all_secrets.items() if k != "llmApiKey"}
+        _set_stack_config({**without_llm_key, "env": "prod"})
+        stack_args["prod-without-llm-key"] = args_from_pulumi_config(pulumi.Config())
         lean = {
             k: v for k, v in all_secrets.items() if k not in ("llmApiKey", "kedaOperatorRoleArn")
         }
@@ -404,6 +413,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         dist=dist,
         main_ran=main_ran,
         exports=exports,
+        args=stack_args,
     )
 
 
@@ -637,6 +647,27 @@ def test_secret_holds_the_config_secrets_as_secrets(deployed: Deployed) -> None:
     assert set(lean) == {defaults.SECRET_KEY_SERVICE_AUTH_TOKEN, defaults.SECRET_KEY_REDIS_PASSWORD}
 
 
+def test_with_the_llm_key_by_arn_the_secret_holds_no_llm_key(deployed: Deployed) -> None:
+    prod = load_config("prod")
+    assert prod.kubernetes is not None and prod.kubernetes.aws.llm_api_key_secret_arn
+    # llmApiKey set: left out, with one warning naming the setting and how to remove it.
+    assert deployed.args["prod"].secrets.llm_api_key is None
+    warnings = [m for m in deployed.logs if "llmApiKey" in m]
+    assert len(warnings) == 1 and warnings[0].startswith("WARNING"), deployed.logs
+    assert "pulumi config rm llmApiKey" in warnings[0]
+    # llmApiKey unset: not required (require_secret would have raised).
+    without = deployed.args["prod-without-llm-key"].secrets
+    assert without.llm_api_key is None
+    assert set(without.string_data()) == {
+        defaults.SECRET_KEY_SERVICE_AUTH_TOKEN,
+        defaults.SECRET_KEY_REDIS_PASSWORD,
+    }
+    if "prod" in deployed.components:
+        # The committed prod manifests read no llm-api-key, and the Secret has none.
+        secret = rpc.unwrap_rpc_secret(deployed.one("prod", SECRET_TYPE).inputs["stringData"])
+        assert set(secret) == set(without.string_data())
+
+
 def test_secret_values_never_appear_in_plain_text(deployed: Deployed) -> None:
     everything = json.dumps(
         {
@@ -752,6 +783,23 @@ def test_a_secret_key_read_by_a_pod_but_not_provided_is_refused(tmp_path: Path) 
     folder = write_dist(tmp_path, "dev", load_config("dev"))  # the Deployment reads llm-api-key
     with pytest.raises(DeployInputError, match="pulumi config set --secret llmApiKey"):
         AgentDeployment("dev", _args(folder, llm_api_key=None))
+
+
+def test_manifests_reading_the_llm_key_from_the_secret_are_refused_in_arn_mode(
+    tmp_path: Path,
+) -> None:
+    folder = write_dist(tmp_path, "dev", load_config("dev"))  # the Deployment reads llm-api-key
+    raw = load_config("dev").model_dump(by_alias=True, mode="json", exclude_unset=True)
+    raw["kubernetes"]["aws"]["llm_api_key_secret_arn"] = (
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:agent-dev/llm-api-key-AbCdEf"
+    )
+    by_arn = DeploymentConfig.model_validate(raw)
+    with pytest.raises(DeployInputError) as raised:
+        AgentDeployment("dev", _args(folder, by_arn, llm_api_key=None))
+    message = str(raised.value)
+    assert "reads key 'llm-api-key' of the Secret" in message
+    assert "kubernetes.aws.llm_api_key_secret_arn" in message
+    assert "`make synth`" in message
 
 
 def test_unknown_kinds_are_refused(tmp_path: Path) -> None:

@@ -76,6 +76,25 @@ def _windows(raw: dict[str, Any]) -> None:
     ]  # fmt: skip
 
 
+DEV_LLM_KEY_ARN = (
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:agent-dev/llm-api-key-AbCdEf"
+)
+
+
+def _llm_key_by_arn(raw: dict[str, Any]) -> None:
+    raw["kubernetes"]["aws"]["llm_api_key_secret_arn"] = DEV_LLM_KEY_ARN
+
+
+def _long_tasks_key_by_arn(raw: dict[str, Any]) -> None:
+    _long_tasks(raw)
+    _llm_key_by_arn(raw)
+
+
+def _redis_key_by_arn(raw: dict[str, Any]) -> None:
+    _redis(raw)
+    _llm_key_by_arn(raw)
+
+
 def _bedrock_without_role(raw: dict[str, Any]) -> None:
     raw["llm"] = {
         "provider": "bedrock",
@@ -94,11 +113,15 @@ VARIANTS: dict[str, Callable[[], DeploymentConfig]] = {
     "redis-scaled-job": lambda: variant("dev", _redis_long_tasks),
     "windows": lambda: variant("dev", _windows),
     "bedrock-no-role": lambda: variant("dev", _bedrock_without_role),
+    # The LLM key read by ARN (kubernetes.aws.llm_api_key_secret_arn; prod sets it too).
+    "scaled-job-key-by-arn": lambda: variant("dev", _long_tasks_key_by_arn),
+    "redis-key-by-arn": lambda: variant("dev", _redis_key_by_arn),
 }
-DEPLOYMENT_VARIANTS = ("dev", "prod", "redis", "windows", "bedrock-no-role")
-JOB_VARIANTS = ("scaled-job", "redis-scaled-job")
-SQS_VARIANTS = ("dev", "prod", "windows", "bedrock-no-role", "scaled-job")
-REDIS_VARIANTS = ("redis", "redis-scaled-job")
+DEPLOYMENT_VARIANTS = ("dev", "prod", "redis", "windows", "bedrock-no-role", "redis-key-by-arn")
+JOB_VARIANTS = ("scaled-job", "redis-scaled-job", "scaled-job-key-by-arn")
+KEY_BY_ARN_VARIANTS = ("prod", "scaled-job-key-by-arn", "redis-key-by-arn")
+SQS_VARIANTS = ("dev", "prod", "windows", "bedrock-no-role", "scaled-job", "scaled-job-key-by-arn")
+REDIS_VARIANTS = ("redis", "redis-scaled-job", "redis-key-by-arn")
 
 
 @dataclass(frozen=True)
@@ -203,7 +226,9 @@ def test_secrets_come_from_the_secret_only_where_needed(
 ) -> None:
     synth = synths[name]
     expected = {}
-    if synth.config.llm.provider == "openai-compatible":
+    by_arn = synth.kubernetes.aws.llm_api_key_secret_arn is not None
+    assert by_arn == (name in KEY_BY_ARN_VARIANTS)
+    if synth.config.llm.provider == "openai-compatible" and not by_arn:
         expected["LLM_API_KEY"] = defaults.SECRET_KEY_LLM_API_KEY
     if synth.kubernetes.worker.queue == "redis":
         expected["REDIS_PASSWORD"] = defaults.SECRET_KEY_REDIS_PASSWORD
@@ -220,6 +245,25 @@ def test_the_runtime_accepts_the_environment(synths: dict[str, Synth], name: str
     RuntimeSettings.from_env(environ)
     TaskSettings.from_env(environ)
     assert environ["SESSION_TABLE_NAME"] == synths[name].kubernetes.aws.session_table_name
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_the_llm_key_comes_by_arn_when_the_config_gives_one(
+    synths: dict[str, Synth], name: str
+) -> None:
+    synth = synths[name]
+    arn = synth.kubernetes.aws.llm_api_key_secret_arn
+    env = synth.env()
+    if arn is None:
+        assert not {"LLM_API_KEY_SECRET_ARN", "AWS_REGION", "AWS_DEFAULT_REGION"} & set(env)
+        return
+    # Read by ARN with the worker's IRSA role, Deployment or ScaledJob alike: a rotated key
+    # reaches a running worker, and the Secret holds no copy.
+    assert env["LLM_API_KEY_SECRET_ARN"] == arn
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == synth.kubernetes.aws.region
+    assert "LLM_API_KEY" not in env
+    assert defaults.SECRET_KEY_LLM_API_KEY not in synth.secret_keys().values()
+    assert RuntimeSettings.from_env(env).llm_api_key_secret_arn == arn
 
 
 def test_the_worker_verifies_no_webhook_signature(synths: dict[str, Synth]) -> None:
