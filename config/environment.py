@@ -158,28 +158,78 @@ def task_environment(
 
 
 def memory_environment(
-    config: DeploymentConfig, *, database_url: str, database_user: str
+    config: DeploymentConfig, *, database_url: str, database_user: str, secret_arn: str
 ) -> dict[str, str]:
     """The agent memory's ``MEMORY_*`` variables (``runtime.memory.settings``).
 
     ``database_url`` is ``postgresql://<host>:<port>/<database>[?options]`` without credentials:
-    the user is ``MEMORY_DATABASE_USER`` and the password arrives apart, as the ECS secret
-    ``MEMORY_DATABASE_PASSWORD``. Memory entries expire
-    with ``SESSION_TTL_SECONDS`` (agent_environment), the same knob as Redis and DynamoDB.
+    the user is ``MEMORY_DATABASE_USER``, and the password is read at run time from the
+    credentials secret, ``MEMORY_DATABASE_SECRET_ARN`` (its complete ARN; the JSON's
+    ``password`` field), never put in the environment: the secret rotates
+    (``hybrid.memory.credentials_rotation_days``) and the runtime follows it. Memory entries
+    expire with ``SESSION_TTL_SECONDS`` (agent_environment), the same knob as Redis and DynamoDB.
     """
     if config.hybrid is None:
         raise ValueError("memory_environment: the config has no hybrid section (hybrid.memory)")
     if "@" in database_url.partition("://")[2].partition("/")[0]:
         raise ValueError(
-            "memory_environment: database_url must not carry credentials; the password "
-            "travels as the MEMORY_DATABASE_PASSWORD secret"
+            "memory_environment: database_url must not carry credentials; the password is "
+            "read from the secret MEMORY_DATABASE_SECRET_ARN names"
         )
     memory = config.hybrid.memory
     return {
         "MEMORY_STORE": "pgvector",
         "MEMORY_DATABASE_URL": database_url,
         "MEMORY_DATABASE_USER": database_user,
+        "MEMORY_DATABASE_SECRET_ARN": secret_arn,
         "MEMORY_EMBEDDER": memory.embedder,
         "MEMORY_EMBEDDING_MODEL": memory.embedding_model,
         "MEMORY_EMBEDDING_DIMENSIONS": str(memory.embedding_dimensions),
     }
+
+
+def usage_environment(config: DeploymentConfig) -> dict[str, str]:
+    """The runtime's LLM usage-metric variables (``runtime.observability.usage``).
+
+    The model's token prices come from ``costs/prices.yaml`` (``llm_per_million_tokens``), the
+    table ``python -m costs`` reads: one source of prices. A model missing from it gets token
+    metrics without a cost estimate, unless the config alarms on cost, which then fails here.
+    Empty when ``observability.usage_metrics`` is off.
+    """
+    observability = config.observability
+    if not observability.usage_metrics:
+        return {}
+    environment = {
+        # CloudWatch namespace and Service dimension: the deployment's name, as Powertools'.
+        "USAGE_METRICS_NAMESPACE": config.name,
+        "USAGE_METRICS_SERVICE": config.name,
+    }
+    prices = model_token_prices(config.llm.model_id)
+    if prices is None:
+        if observability.cost_per_hour_alarm_usd is not None:
+            raise ValueError(
+                f"observability.cost_per_hour_alarm_usd needs the token prices of "
+                f"llm.model_id {config.llm.model_id!r}: add them under llm_per_million_tokens in "
+                f"costs/prices.yaml, or set cost_per_hour_alarm_usd: null"
+            )
+        return environment
+    input_price, output_price = prices
+    environment["LLM_INPUT_PRICE_USD_PER_MILLION"] = _price(input_price)
+    environment["LLM_OUTPUT_PRICE_USD_PER_MILLION"] = _price(output_price)
+    return environment
+
+
+def model_token_prices(model_id: str) -> tuple[float, float] | None:
+    """(input, output) USD per million tokens of ``model_id`` from costs/prices.yaml, or None."""
+    # Imported here: the price table is read only by the stacks that emit usage metrics.
+    from costs.estimate import PriceError, load_prices
+
+    try:
+        return load_prices().tokens(model_id)
+    except PriceError:
+        return None
+
+
+def _price(usd: float) -> str:
+    """``2.5`` as ``"2.5"``, ``10.0`` as ``"10"``: stable, readable template values."""
+    return str(int(usd)) if usd.is_integer() else repr(usd)

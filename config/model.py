@@ -146,12 +146,50 @@ class SessionConfig(_Strict):
     ttl_seconds: int = Field(default=3600, ge=60, le=31_536_000)
 
 
+# Each tenant adds an API key, a usage plan and their link to every REST API's stack; 50 keeps
+# two APIs' worth well inside CloudFormation's 500 resources per stack and API Gateway's default
+# 300 usage plans per account and region.
+MAX_API_TENANTS = 50
+
+
+class TenantQuotaConfig(_Strict):
+    """Requests one tenant may make per period, counted by API Gateway across every method."""
+
+    limit: int = Field(ge=1, le=2_000_000_000)
+    period: Literal["day", "week", "month"] = "day"
+
+
+class TenantConfig(_Strict):
+    """One API consumer: its own API key, and a usage plan that throttles and meters it."""
+
+    # Also the API key's and usage plan's name (prefixed by the API's) and the construct id.
+    name: Name
+    # Steady-state requests per second and burst for this tenant's key; within the stage's.
+    throttle_rate_limit: float = Field(gt=0, le=10_000)
+    throttle_burst_limit: int = Field(ge=1, le=5000)
+    # null: throttled only, no quota.
+    quota: TenantQuotaConfig | None = None
+
+    @model_validator(mode="after")
+    def _burst_covers_rate(self) -> TenantConfig:
+        if self.throttle_burst_limit < self.throttle_rate_limit:
+            raise ValueError(
+                f"tenant {self.name}: throttle_burst_limit ({self.throttle_burst_limit}) must be "
+                f"at least throttle_rate_limit ({self.throttle_rate_limit:g})"
+            )
+        return self
+
+
 class ApiConfig(_Strict):
     throttle_rate_limit: float = Field(default=10, gt=0, le=10_000)
     throttle_burst_limit: int = Field(default=20, ge=1, le=5000)
     auth: Literal["iam", "api_key"] = "iam"
-    # Only with auth: api_key; requests per day per key.
+    # Only with auth: api_key and no tenants; requests per day for the one default key.
     quota_per_day: int | None = Field(default=None, ge=1)
+    # Per-tenant API keys with usage plans on the REST APIs (agent and webhook). Set: every
+    # method with the API's auth also requires a tenant's key (x-api-key) on top of IAM, and the
+    # single default key of auth: api_key is not created.
+    tenants: tuple[TenantConfig, ...] = Field(default=(), max_length=MAX_API_TENANTS)
 
     @model_validator(mode="after")
     def _quota_needs_keys(self) -> ApiConfig:
@@ -159,7 +197,42 @@ class ApiConfig(_Strict):
             raise ValueError("quota_per_day applies to auth: api_key only")
         if self.throttle_burst_limit < self.throttle_rate_limit:
             raise ValueError("throttle_burst_limit must be at least throttle_rate_limit")
+        self._tenants_fit()
         return self
+
+    def _tenants_fit(self) -> None:
+        names = [tenant.name for tenant in self.tenants]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(
+                f"api.tenants names must be unique (each names an API key and a usage plan); "
+                f"{', '.join(repeated)} appears more than once"
+            )
+        if self.tenants and self.quota_per_day is not None:
+            raise ValueError(
+                "api.quota_per_day is the quota of the single default key, which is not created "
+                "when api.tenants is set: remove quota_per_day and give each tenant a quota"
+            )
+        for tenant in self.tenants:
+            # API Gateway applies the stricter of stage and plan, so a larger plan limit would
+            # promise the tenant throughput the stage never gives.
+            if tenant.throttle_rate_limit > self.throttle_rate_limit:
+                raise ValueError(
+                    f"api.tenants {tenant.name}: throttle_rate_limit "
+                    f"({tenant.throttle_rate_limit:g}) exceeds the stage's api.throttle_rate_limit "
+                    f"({self.throttle_rate_limit:g}); lower the tenant's or raise the stage's"
+                )
+            if tenant.throttle_burst_limit > self.throttle_burst_limit:
+                raise ValueError(
+                    f"api.tenants {tenant.name}: throttle_burst_limit "
+                    f"({tenant.throttle_burst_limit}) exceeds the stage's api.throttle_burst_limit "
+                    f"({self.throttle_burst_limit}); lower the tenant's or raise the stage's"
+                )
+
+    @property
+    def requires_api_key(self) -> bool:
+        """Methods with the API's own auth require a usage-plan key (x-api-key)."""
+        return self.auth == "api_key" or bool(self.tenants)
 
 
 class LogsConfig(_Strict):
@@ -512,11 +585,24 @@ class RedisConfig(_Strict):
     num_replicas: int = Field(default=1, ge=0, le=5)
     # Daily snapshots kept this many days (0: none).
     snapshot_retention_days: int = Field(default=7, ge=0, le=35)
+    # Restore (docs/restore-runbook.md): the name of an ElastiCache snapshot to seed the cache
+    # from. Setting or changing it REPLACES the cache (a new endpoint, the service redeploys;
+    # with removal_policy retain the old one leaves a final snapshot). Leave it set afterwards:
+    # removing it replaces the cache again, with an empty one.
+    restore_from_snapshot: str | None = Field(
+        default=None, pattern=r"^[A-Za-z][A-Za-z0-9-]{0,254}$"
+    )
 
 
 class ContainerConfig(_Strict):
     """The container pattern: VPC, ALB, Fargate service and worker, ElastiCache sessions."""
 
+    # false: the ``<name>-container`` stack is not built. Its NAT gateway, load balancer and
+    # Redis node bill every hour whether or not anyone calls the agent (about $80/month at the
+    # smallest sizes); a profile that should cost nothing when idle runs the serverless and
+    # async patterns only. The rest of this section is still validated, so switching it on is
+    # a one-line change.
+    enabled: bool = True
     # At most one per AZ. 0: no internet egress at all; the tasks reach AWS through VPC
     # endpoints, so the model must be Bedrock (see DeploymentConfig's checks).
     nat_gateways: int = Field(default=2, ge=0, le=3)
@@ -623,6 +709,12 @@ _SQS_QUEUE_URL = re.compile(
     r"^https://sqs\.(?P<region>[a-z]{2}(-[a-z]+)+-\d)\.amazonaws\.com(\.cn)?/\d{12}/[A-Za-z0-9_-]{1,80}$"
 )
 _IAM_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$"
+# A Secrets Manager secret's complete ARN: the name, then the six characters Secrets Manager
+# appends to it (a partial ARN, without them, also matches a secret named "<name>-XXXXXX").
+_SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z]{2}(-[a-z]+)+-\d):\d{12}:"
+    r"secret:(?P<name>[A-Za-z0-9/_+=.@-]{1,512})-[A-Za-z0-9]{6}$"
+)
 
 
 def _networks(value: tuple[str, ...]) -> tuple[str, ...]:
@@ -887,6 +979,27 @@ class K8sAwsConfig(_Strict):
     callback_signing_secret_arn: str = Field(
         pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$"
     )
+    # The LLM key's secret (llm.api_key_secret_name, the one rotation.llm_key rotates), by its
+    # complete ARN. Set: the service and worker pods read the key by ARN with their IRSA roles
+    # (LLM_API_KEY_SECRET_ARN) through the runtime's 5-minute cache, as Lambda and ECS do, so a
+    # rotated key reaches running pods; the roles need secretsmanager:GetSecretValue on it and
+    # kms:Decrypt on its key (README "Kubernetes pattern"). Unset: LLM_API_KEY from the
+    # Kubernetes Secret, read once when a pod starts. Cloud Run keeps its Secret Manager secret.
+    llm_api_key_secret_arn: str | None = None
+
+    @field_validator("llm_api_key_secret_arn")
+    @classmethod
+    def _llm_secret_arn(cls, value: str | None) -> str | None:
+        if value is not None and not _SECRET_ARN.match(value):
+            raise ValueError(
+                "must be the complete ARN of the LLM key's Secrets Manager secret, ending in the "
+                "six characters Secrets Manager appends to the name, such as arn:aws:"
+                "secretsmanager:us-east-1:123456789012:secret:agent-prod/llm-api-key-AbCdEf "
+                "(`aws secretsmanager describe-secret --secret-id <llm.api_key_secret_name> "
+                "--query ARN --output text` prints it); or remove it to keep the key in the "
+                "Kubernetes Secret"
+            )
+        return value
 
     @field_validator("task_queue_url", "callback_queue_url", "callback_dlq_url")
     @classmethod
@@ -904,6 +1017,13 @@ class K8sAwsConfig(_Strict):
         if match is not None and match.group("region") != self.region:
             raise ValueError(
                 f"task_queue_url is in {match.group('region')} but region is {self.region}"
+            )
+        secret = _SECRET_ARN.match(self.llm_api_key_secret_arn or "")
+        if secret is not None and secret.group("region") != self.region:
+            raise ValueError(
+                f"llm_api_key_secret_arn is in {secret.group('region')} but region is "
+                f"{self.region}: the pods call Secrets Manager in region (AWS_REGION), so use the "
+                f"ARN of the secret, or of its replica, in {self.region}"
             )
         return self
 
@@ -939,10 +1059,11 @@ class KubernetesConfig(_Strict):
     image: str
     # IAM roles for the pods' ServiceAccounts (IRSA annotation eks.amazonaws.com/role-arn). The
     # service needs only Bedrock, if any; the worker reads and writes the task queue and tables.
+    # With aws.llm_api_key_secret_arn, both also read the LLM key's secret.
     service_role_arn: str | None = Field(default=None, pattern=_IAM_ROLE_ARN)
     worker_role_arn: str | None = Field(default=None, pattern=_IAM_ROLE_ARN)
     # The Secret the pods read their keys from (created by k8s/deploy or by hand): keys
-    # llm-api-key, service-auth-token, redis-password.
+    # service-auth-token, redis-password, and llm-api-key unless aws.llm_api_key_secret_arn is set.
     secret_name: K8sName = "agent-secrets"  # noqa: S105 (a Secret's name, not its value)
     ingress_controller: IngressControllerConfig = IngressControllerConfig()
     ingress: K8sIngressConfig | None = None
@@ -987,6 +1108,10 @@ EMBEDDING_DIMENSIONS = (256, 512, 1024)
 MAX_INDEXED_DIMENSIONS = 2000
 
 
+# The days a rotation schedule's rate(N days) may take in Secrets Manager: 1 to 1000.
+MEMORY_ROTATION_DAYS = (1, 1000)
+
+
 class MemoryConfig(_Strict):
     """The agent memory's vector store: Aurora Serverless v2 PostgreSQL with pgvector."""
 
@@ -1007,6 +1132,22 @@ class MemoryConfig(_Strict):
     # The embedding model's vector size: 256, 512 or 1024 for Bedrock's Titan v2; up to 2000 for an
     # OpenAI-compatible model (e.g. 1536 for text-embedding-3-small).
     embedding_dimensions: int = Field(default=1024, ge=1, le=MAX_INDEXED_DIMENSIONS)
+    # Secrets Manager's hosted single-user rotation of the database's master password, every this
+    # many days (1-1000, Secrets Manager's limit); null: no rotation (rotate by hand). The runtime
+    # reads the password by the secret's ARN and re-reads it on an authentication failure, so
+    # running tasks survive a rotation (docs/key-rotation.md, "Memory database credentials").
+    credentials_rotation_days: int | None = 30
+
+    @field_validator("credentials_rotation_days")
+    @classmethod
+    def _rotation_days(cls, value: int | None) -> int | None:
+        low, high = MEMORY_ROTATION_DAYS
+        if value is not None and not low <= value <= high:
+            raise ValueError(
+                f"must be {low} to {high} days (Secrets Manager's rotation limits; got {value}); "
+                "set null to turn the database password's rotation off"
+            )
+        return value
 
     @field_validator("min_acu", "max_acu")
     @classmethod
@@ -1090,6 +1231,526 @@ class OperationsConfig(_Strict):
         return value
 
 
+# --- operations: backup and recovery (stacks/backup_stack.py) -------------------------------------
+
+# AWS Backup's limits: a recovery point kept in cold storage must stay there at least 90 days; a
+# start window under 60 minutes causes errors; a vault lock's compliance mode starts after a
+# cooling-off of at least 3 days; retention is at most 100 years.
+BACKUP_COLD_STORAGE_MIN_DAYS = 90
+BACKUP_MIN_START_WINDOW_MINUTES = 60
+BACKUP_LOCK_MIN_COOLING_OFF_DAYS = 3
+BACKUP_MAX_RETENTION_DAYS = 36_500
+# An AWS Backup (EventBridge-style) cron expression: six fields, e.g. cron(0 3 * * ? *).
+_BACKUP_CRON = re.compile(r"^cron\(\S+ \S+ \S+ \S+ \S+ \S+\)$")
+
+
+class BackupVaultLockConfig(_Strict):
+    """AWS Backup Vault Lock: every recovery point in the vault is kept min-max retention days.
+
+    Without ``changeable_for_days`` the lock is in governance mode: principals with
+    ``backup:DeleteBackupVaultLockConfiguration`` can still remove it. With it, compliance mode:
+    after that many days nobody (not even the account root) can change the lock, shorten a
+    retention, or delete the vault before its recovery points expire.
+    """
+
+    min_retention_days: int = Field(ge=1, le=BACKUP_MAX_RETENTION_DAYS)
+    max_retention_days: int | None = Field(default=None, ge=2, le=BACKUP_MAX_RETENTION_DAYS)
+    changeable_for_days: int | None = Field(
+        default=None, ge=BACKUP_LOCK_MIN_COOLING_OFF_DAYS, le=BACKUP_MAX_RETENTION_DAYS
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> BackupVaultLockConfig:
+        if self.max_retention_days is not None and (
+            self.max_retention_days <= self.min_retention_days
+        ):
+            raise ValueError(
+                f"max_retention_days ({self.max_retention_days}) must be "
+                f"greater than min_retention_days ({self.min_retention_days}): raise it, or "
+                f"remove it to enforce no maximum"
+            )
+        return self
+
+
+class BackupConfig(_Strict):
+    """AWS Backup of every table and database of the deployment: a daily and a weekly rule."""
+
+    # How long each rule's recovery points are kept (the weekly ones are the long tail).
+    daily_retention_days: int = Field(default=35, ge=1, le=BACKUP_MAX_RETENTION_DAYS)
+    weekly_retention_days: int = Field(default=90, ge=1, le=BACKUP_MAX_RETENTION_DAYS)
+    # AWS Backup cron expressions (six fields), read in ``timezone``.
+    daily_schedule: str = "cron(0 3 * * ? *)"
+    weekly_schedule: str = "cron(0 4 ? * SUN *)"
+    timezone: str = "UTC"
+    # A job that has not started this long after its scheduled time is cancelled (AWS: >= 60).
+    start_window_minutes: int = Field(
+        default=120, ge=BACKUP_MIN_START_WINDOW_MINUTES, le=52_560_000
+    )
+    # A job still running this long after its scheduled time is cancelled; counted from the
+    # schedule, like the start window, so it must be longer.
+    completion_window_minutes: int = Field(default=720, ge=61, le=52_560_000)
+    # Weekly recovery points move to cold storage after this many days (cheaper, slower to
+    # restore). AWS Backup applies it to resource types that support it (DynamoDB with advanced
+    # backup features) and ignores it for the rest (Aurora). null: no cold storage.
+    weekly_cold_storage_after_days: int | None = Field(
+        default=None, ge=1, le=BACKUP_MAX_RETENTION_DAYS
+    )
+    # null: no vault lock (recovery points follow their lifecycle; the vault policy still
+    # denies deleting them by hand when the deployment retains its data).
+    vault_lock: BackupVaultLockConfig | None = None
+
+    @field_validator("daily_schedule", "weekly_schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if not _BACKUP_CRON.fullmatch(value):
+            raise ValueError(
+                "is not an AWS Backup cron expression: use six fields, "
+                "cron(minutes hours day-of-month month day-of-week year) such as "
+                "cron(0 3 * * ? *)"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("is not an IANA time zone such as UTC or Europe/Berlin") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BackupConfig:
+        if self.weekly_retention_days < self.daily_retention_days:
+            raise ValueError(
+                f"weekly_retention_days ({self.weekly_retention_days}) must be at least "
+                f"daily_retention_days ({self.daily_retention_days}): the weekly copies are the "
+                f"long tail; raise weekly_retention_days or lower daily_retention_days"
+            )
+        if self.completion_window_minutes <= self.start_window_minutes:
+            raise ValueError(
+                f"completion_window_minutes ({self.completion_window_minutes}) must be "
+                f"greater than start_window_minutes ({self.start_window_minutes}): both count "
+                f"from the scheduled time, so a job that starts late would be cancelled at once"
+            )
+        cold = self.weekly_cold_storage_after_days
+        if cold is not None and self.weekly_retention_days < cold + BACKUP_COLD_STORAGE_MIN_DAYS:
+            raise ValueError(
+                f"weekly_retention_days ({self.weekly_retention_days}) must be at least "
+                f"weekly_cold_storage_after_days + {BACKUP_COLD_STORAGE_MIN_DAYS} "
+                f"({cold + BACKUP_COLD_STORAGE_MIN_DAYS}): AWS Backup keeps a recovery point "
+                f"in cold storage at least {BACKUP_COLD_STORAGE_MIN_DAYS} days; raise the "
+                f"retention, move to cold storage earlier, or set it to null"
+            )
+        lock = self.vault_lock
+        if lock is not None:
+            if lock.min_retention_days > self.daily_retention_days:
+                raise ValueError(
+                    f"vault_lock.min_retention_days ({lock.min_retention_days}) exceeds "
+                    f"daily_retention_days ({self.daily_retention_days}): the locked vault "
+                    f"would refuse every daily backup; lower the lock's minimum or keep daily "
+                    f"backups longer"
+                )
+            if (
+                lock.max_retention_days is not None
+                and lock.max_retention_days < self.weekly_retention_days
+            ):
+                raise ValueError(
+                    f"vault_lock.max_retention_days ({lock.max_retention_days}) is below "
+                    f"weekly_retention_days ({self.weekly_retention_days}): the locked vault "
+                    f"would refuse every weekly backup; raise the lock's maximum or keep weekly "
+                    f"backups shorter"
+                )
+        return self
+
+
+# --- multi-region disaster recovery (stacks/dr_stacks.py, docs/disaster-recovery.md) ------------
+
+_REGION = r"^[a-z]{2}(-[a-z]+)+-\d$"
+_DNS_NAME = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+
+
+class DrDomainConfig(_Strict):
+    """Route 53 failover for the sessions API: one name, PRIMARY and SECONDARY records.
+
+    Each region gets an API Gateway custom domain ``record_name`` (its own ACM certificate,
+    validated in this hosted zone) and a health check on its API's ``GET /healthz``.
+    """
+
+    # The public hosted zone that holds record_name (Route 53 console: "Hosted zone ID").
+    hosted_zone_id: str = Field(pattern=r"^Z[A-Z0-9]{1,31}$")
+    hosted_zone_name: str = Field(max_length=253, pattern=_DNS_NAME)
+    # The name clients call, e.g. agent.example.com; in hosted_zone_name.
+    record_name: str = Field(max_length=253, pattern=_DNS_NAME)
+    # Route 53 checks every 10 or 30 seconds; this many failures in a row mark a region down.
+    health_check_interval_seconds: Literal[10, 30] = 30
+    health_check_failure_threshold: int = Field(default=3, ge=1, le=10)
+    # The alias records' TTL is Route 53's; resolvers that ignore it see the change later.
+
+    @model_validator(mode="after")
+    def _record_in_zone(self) -> DrDomainConfig:
+        zone = self.hosted_zone_name.rstrip(".")
+        if self.record_name != zone and not self.record_name.endswith(f".{zone}"):
+            raise ValueError(
+                f"dr.domain.record_name {self.record_name!r} is not in dr.domain.hosted_zone_name "
+                f"{zone!r}: use a name that ends in .{zone}"
+            )
+        return self
+
+    @property
+    def failover_seconds(self) -> int:
+        """How long Route 53 takes to declare a region down (before DNS caches expire)."""
+        return self.health_check_interval_seconds * self.health_check_failure_threshold
+
+
+class DrConfig(_Strict):
+    """A warm standby in a second region: global tables, replicated secrets and images.
+
+    The primary region serves; the secondary runs the same serverless and async stacks on the
+    DynamoDB replicas, ready to take traffic (Route 53 failover when ``domain`` is set).
+    """
+
+    primary_region: str = Field(pattern=_REGION)
+    secondary_region: str = Field(pattern=_REGION)
+    # Targets the runbook (docs/disaster-recovery.md) is drilled against; the replication alarm
+    # fires when DynamoDB's replication latency exceeds rpo_minutes.
+    rto_minutes: int = Field(default=30, ge=1, le=1440)
+    rpo_minutes: int = Field(default=1, ge=1, le=1440)
+    # ECR repositories whose names start with one of these replicate to the secondary region
+    # (registry-level: one replication configuration per account and region). Empty: all.
+    image_repository_prefixes: tuple[
+        Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/-]{1,255}$")], ...
+    ] = Field(default=(), max_length=100)
+    domain: DrDomainConfig | None = None
+
+    @model_validator(mode="after")
+    def _two_regions(self) -> DrConfig:
+        if self.secondary_region == self.primary_region:
+            raise ValueError(
+                f"dr.secondary_region is the same as dr.primary_region ({self.primary_region}): "
+                f"a replica in the same region survives no regional outage; choose another region"
+            )
+        if self.domain is not None and self.rto_minutes * 60 < self.domain.failover_seconds:
+            raise ValueError(
+                f"dr.rto_minutes ({self.rto_minutes}) is shorter than the Route 53 failover time "
+                f"({self.domain.failover_seconds} s = health_check_interval_seconds x "
+                f"health_check_failure_threshold); raise rto_minutes or check more often"
+            )
+        return self
+
+    @property
+    def regions(self) -> tuple[str, str]:
+        return self.primary_region, self.secondary_region
+
+
+# --- operations: AWS WAF (constructs/web_acl.py, stacks/waf_stack.py) ----------------------------
+
+# The AWS managed rule groups a web ACL may use, with their web ACL capacity units (WCU). Only the
+# groups that need no configuration and no per-request fee: Bot Control, account takeover/creation
+# fraud and anti-DDoS bill per request and need settings of their own.
+WAF_MANAGED_RULE_GROUP_WCU: dict[str, int] = {
+    "AWSManagedRulesCommonRuleSet": 700,
+    "AWSManagedRulesKnownBadInputsRuleSet": 200,
+    "AWSManagedRulesAmazonIpReputationList": 25,
+    "AWSManagedRulesAnonymousIpList": 50,
+    "AWSManagedRulesAdminProtectionRuleSet": 100,
+    "AWSManagedRulesSQLiRuleSet": 200,
+    "AWSManagedRulesLinuxRuleSet": 200,
+    "AWSManagedRulesUnixRuleSet": 100,
+    "AWSManagedRulesWindowsRuleSet": 200,
+    "AWSManagedRulesPHPRuleSet": 100,
+    "AWSManagedRulesWordPressRuleSet": 100,
+}
+WafManagedRuleGroup = Literal[
+    "AWSManagedRulesCommonRuleSet",
+    "AWSManagedRulesKnownBadInputsRuleSet",
+    "AWSManagedRulesAmazonIpReputationList",
+    "AWSManagedRulesAnonymousIpList",
+    "AWSManagedRulesAdminProtectionRuleSet",
+    "AWSManagedRulesSQLiRuleSet",
+    "AWSManagedRulesLinuxRuleSet",
+    "AWSManagedRulesUnixRuleSet",
+    "AWSManagedRulesWindowsRuleSet",
+    "AWSManagedRulesPHPRuleSet",
+    "AWSManagedRulesWordPressRuleSet",
+]
+# A rate-based rule aggregated by IP costs 2 WCU, plus 1 for the IP-set scope-down the hybrid's
+# regional web ACL adds; a web ACL's base price covers 1500 WCU.
+WAF_RATE_RULE_WCU = 3
+WAF_INCLUDED_WCU = 1500
+# AWS WAF's smallest rate limit per evaluation window (it was 100 before 2023).
+WAF_MIN_RATE_LIMIT = 10
+# The common rule set's SizeRestrictions_BODY blocks bodies over 8 KB.
+WAF_COMMON_BODY_LIMIT_BYTES = 8192
+WafRuleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+
+
+def _count_body_size_only() -> dict[WafManagedRuleGroup, tuple[str, ...]]:
+    return {"AWSManagedRulesCommonRuleSet": ("SizeRestrictions_BODY",)}
+
+
+class WafConfig(_Strict):
+    """AWS WAF on every public entry point: a regional web ACL (the REST API stages and the load
+    balancer) and, with hybrid.cloudfront, a CloudFront web ACL in us-east-1."""
+
+    # Requests one client IP may make in 5 minutes, over all entry points one web ACL protects
+    # (AWS WAF counts per web ACL); beyond it WAF answers 403 until the rate falls again.
+    rate_limit_per_5_minutes: int = Field(default=2000, ge=WAF_MIN_RATE_LIMIT, le=2_000_000_000)
+    # Evaluated in this order, before the rate rule. KnownBadInputs is required: it blocks
+    # Log4Shell-style payloads (checkov CKV_AWS_192 checks for it).
+    managed_rule_groups: tuple[WafManagedRuleGroup, ...] = (
+        "AWSManagedRulesAmazonIpReputationList",
+        "AWSManagedRulesCommonRuleSet",
+        "AWSManagedRulesKnownBadInputsRuleSet",
+    )
+    # Rules of a managed group that only count (logged and in metrics, never block). The common
+    # set's SizeRestrictions_BODY blocks bodies over 8 KB, below agent.max_body_bytes' default
+    # (64 KiB); the handlers enforce max_body_bytes themselves.
+    count_only_rules: dict[WafManagedRuleGroup, tuple[WafRuleName, ...]] = Field(
+        default_factory=_count_body_size_only
+    )
+    # false: only blocked and counted requests are logged (the API's and the load balancer's
+    # access logs already record every allowed one); true: every request, at ingestion cost.
+    log_allowed_requests: bool = False
+    # An existing CLOUDFRONT-scope web ACL (e.g. one Firewall Manager maintains) for the hybrid
+    # CloudFront distribution. null: the ``<name>-edge`` stack (us-east-1) creates one.
+    cloudfront_web_acl_arn: str | None = Field(
+        default=None,
+        pattern=(
+            r"^arn:aws[a-z-]*:wafv2:us-east-1:\d{12}:global/webacl/"
+            r"[A-Za-z0-9_-]{1,128}/[0-9a-f-]{36}$"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WafConfig:
+        groups = self.managed_rule_groups
+        if len(set(groups)) != len(groups):
+            raise ValueError("waf.managed_rule_groups lists a group twice; list each group once")
+        if "AWSManagedRulesKnownBadInputsRuleSet" not in groups:
+            raise ValueError(
+                "waf.managed_rule_groups must include AWSManagedRulesKnownBadInputsRuleSet: it "
+                "blocks Log4Shell-style and other known exploit payloads"
+            )
+        if "Log4JRCE" in self.count_only_rules.get("AWSManagedRulesKnownBadInputsRuleSet", ()):
+            raise ValueError(
+                "waf.count_only_rules: Log4JRCE of AWSManagedRulesKnownBadInputsRuleSet must "
+                "block; remove it from the list"
+            )
+        for group in self.count_only_rules:
+            if group not in groups:
+                raise ValueError(
+                    f"waf.count_only_rules names {group}, which is not in "
+                    f"waf.managed_rule_groups: add the group or remove its entry"
+                )
+        capacity = sum(WAF_MANAGED_RULE_GROUP_WCU[group] for group in groups) + WAF_RATE_RULE_WCU
+        if capacity > WAF_INCLUDED_WCU:
+            raise ValueError(
+                f"waf.managed_rule_groups need {capacity} WCU with the rate rule, above the "
+                f"{WAF_INCLUDED_WCU} a web ACL's base price includes (AWS bills extra beyond it); "
+                f"drop a group"
+            )
+        return self
+
+
+# --- operations: safe releases (constructs/canary_release.py, constructs/agent_service.py) -------
+
+# CodeDeploy's predefined Lambda deployment configurations, by the name the config uses, with how
+# long the first share of traffic runs on the new version before the next shift (minutes; 0: all
+# traffic at once). The rollback alarms need at least one full period inside that window.
+LAMBDA_DEPLOYMENTS: dict[str, int] = {
+    "all_at_once": 0,
+    "canary_10_percent_5_minutes": 5,
+    "canary_10_percent_10_minutes": 10,
+    "canary_10_percent_15_minutes": 15,
+    "canary_10_percent_30_minutes": 30,
+    # Linear: 10% more every N minutes, so the new version takes all traffic after 10 x N.
+    "linear_10_percent_every_1_minute": 10,
+    "linear_10_percent_every_2_minutes": 20,
+    "linear_10_percent_every_3_minutes": 30,
+    "linear_10_percent_every_10_minutes": 100,
+}
+LambdaDeployment = Literal[
+    "all_at_once",
+    "canary_10_percent_5_minutes",
+    "canary_10_percent_10_minutes",
+    "canary_10_percent_15_minutes",
+    "canary_10_percent_30_minutes",
+    "linear_10_percent_every_1_minute",
+    "linear_10_percent_every_2_minutes",
+    "linear_10_percent_every_3_minutes",
+    "linear_10_percent_every_10_minutes",
+]
+# ECS's limit for a blue/green bake time (minutes), and the bake time when the config names none:
+# two 5-minute alarm periods of green taking all traffic while blue stands by.
+ECS_MAX_BAKE_MINUTES = 1440
+ECS_DEFAULT_BAKE_MINUTES = 10
+
+
+class ReleasesConfig(_Strict):
+    """How a new version reaches traffic: Lambda through CodeDeploy, the ECS service natively.
+
+    Every Lambda alias ``live`` gets a CodeDeploy deployment group that shifts traffic as
+    ``lambda_deployment`` says and rolls back when the alias's error or p99 duration alarm fires.
+    The container service rolls (circuit breaker) or, with ``blue_green``, starts a full green
+    fleet, switches the load balancer to it and keeps blue ``ecs_bake_time_minutes`` for an
+    instant rollback when the 5xx or latency alarm fires.
+    """
+
+    lambda_deployment: LambdaDeployment = "all_at_once"
+    ecs_deployment: Literal["rolling", "blue_green"] = "rolling"
+    # Blue/green only: how long both fleets run after the switch (ECS allows 0-1440 minutes);
+    # null: ECS_DEFAULT_BAKE_MINUTES.
+    ecs_bake_time_minutes: int | None = Field(default=None, ge=0, le=ECS_MAX_BAKE_MINUTES)
+
+    @model_validator(mode="after")
+    def _bake_needs_blue_green(self) -> ReleasesConfig:
+        if self.ecs_bake_time_minutes is not None and self.ecs_deployment != "blue_green":
+            raise ValueError(
+                "releases.ecs_bake_time_minutes applies only to ecs_deployment: blue_green (a "
+                "rolling deployment keeps no old fleet to bake): remove it, or set "
+                "ecs_deployment: blue_green"
+            )
+        return self
+
+    @property
+    def ecs_bake_minutes(self) -> int:
+        """The blue/green bake time in effect."""
+        if self.ecs_bake_time_minutes is None:
+            return ECS_DEFAULT_BAKE_MINUTES
+        return self.ecs_bake_time_minutes
+
+    @property
+    def lambda_monitored_minutes(self) -> int:
+        """How long CodeDeploy watches the alarms before all traffic is on the new version."""
+        return LAMBDA_DEPLOYMENTS[self.lambda_deployment]
+
+
+# --- operations: observability (constructs/dashboards.py, runtime/observability/) ----------------
+
+
+class ObservabilityConfig(_Strict):
+    """Dashboards, the runtime's LLM usage metrics and the alarm on estimated LLM cost per hour.
+
+    Alarm notifications need no key here: every alarm goes to the ``operations`` alert topic.
+    """
+
+    # One CloudWatch dashboard per pattern stack. A dashboard costs $3/month beyond the three
+    # an account gets free, whether or not anyone looks at it; false: none.
+    dashboards: bool = False
+    # The runtime writes InputTokens, OutputTokens and EstimatedCostUSD per model as CloudWatch
+    # embedded-metric log lines. Custom metrics bill only for the hours they receive data, so
+    # an idle deployment pays nothing for them.
+    usage_metrics: bool = True
+    # An alarm when the estimated model spend of the last hour reaches this many dollars.
+    # null: no alarm. Needs usage_metrics, the ``operations`` topic to notify, and the model's
+    # token prices in costs/prices.yaml.
+    cost_per_hour_alarm_usd: float | None = Field(default=None, gt=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _alarm_needs_metrics(self) -> ObservabilityConfig:
+        if self.cost_per_hour_alarm_usd is not None and not self.usage_metrics:
+            raise ValueError(
+                "observability.cost_per_hour_alarm_usd watches the runtime's EstimatedCostUSD "
+                "metric: set observability.usage_metrics: true or cost_per_hour_alarm_usd: null"
+            )
+        return self
+
+
+# --- rotation: the LLM API key -------------------------------------------------------------------
+
+# Secrets Manager's limits on a rotation schedule: at least 4 hours apart, at most 1000 days.
+ROTATION_MIN_HOURS = 4
+ROTATION_MAX_DAYS = 1000
+# How long the runtime caches the LLM key (runtime/llm/secrets.py DEFAULT_TTL_SECONDS; a test
+# checks they agree). The old key must outlive it: see LlmKeyRotationConfig.
+LLM_KEY_CACHE_SECONDS = 300
+_RATE_SCHEDULE = re.compile(r"^rate\((?P<count>[1-9][0-9]{0,4}) (?P<unit>hours?|days?)\)$")
+
+
+def _schedule_hours(schedule: str) -> int:
+    match = _RATE_SCHEDULE.fullmatch(schedule)
+    if match is None:
+        raise ValueError(
+            f"schedule {schedule!r} must be a rate expression such as 'rate(30 days)' or "
+            f"'rate(12 hours)'"
+        )
+    count = int(match["count"])
+    hours = count if match["unit"].startswith("hour") else count * 24
+    if not ROTATION_MIN_HOURS <= hours <= ROTATION_MAX_DAYS * 24:
+        raise ValueError(
+            f"schedule {schedule!r} is outside Secrets Manager's limits: rotate at most every "
+            f"{ROTATION_MIN_HOURS} hours and at least every {ROTATION_MAX_DAYS} days"
+        )
+    return hours
+
+
+class OpenAIAdminIssuerConfig(_Strict):
+    """New keys from OpenAI's Admin API: one project service account per key."""
+
+    kind: Literal["openai_admin"]
+    # The project the agent's keys belong to (OpenAI dashboard, project settings: proj_...).
+    project_id: str = Field(pattern=r"^proj_[A-Za-z0-9]{1,64}$")
+    # The secret holding an organization admin key (sk-admin-..., api.management.write scope).
+    # The stack creates it with a placeholder; put the admin key in after deploy.
+    admin_key_secret_name: SecretName
+    admin_base_url: AnyHttpUrl = AnyHttpUrl("https://api.openai.com/v1")
+
+    @field_validator("admin_base_url")
+    @classmethod
+    def _https(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        if value.scheme != "https":
+            raise ValueError("admin_base_url must use https (the admin key travels in a header)")
+        return value
+
+
+class StagedIssuerConfig(_Strict):
+    """New keys staged by an operator (providers without an admin API)."""
+
+    kind: Literal["staged"]
+    # The staging secret the operator puts the next key in; the stack creates it empty.
+    # null: ``<llm.api_key_secret_name>-staged``.
+    staging_secret_name: SecretName | None = None
+
+
+class LlmKeyRotationConfig(_Strict):
+    """A rotation schedule and rotation Lambda for ``llm.api_key_secret_name``.
+
+    The previous key stays valid for one whole period (openai_admin revokes it in the next
+    rotation's finishSecret; with staged, the operator revokes it), so every runtime cache
+    (LLM_KEY_CACHE_SECONDS) and every container started with it moves on before it stops working.
+    """
+
+    schedule: str = "rate(30 days)"
+    issuer: Annotated[OpenAIAdminIssuerConfig | StagedIssuerConfig, Field(discriminator="kind")]
+    # Rotate as soon as the schedule is deployed (and whenever it changes). Off by default: with
+    # the staged issuer nothing is staged yet, and the first rotation would fail.
+    rotate_immediately: bool = False
+    memory_mb: int = Field(default=256, ge=128, le=10_240)
+    timeout_seconds: int = Field(default=60, ge=10, le=LAMBDA_MAX_TIMEOUT_SECONDS)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        _schedule_hours(value)
+        return value
+
+    @property
+    def schedule_hours(self) -> int:
+        return _schedule_hours(self.schedule)
+
+
+class RotationConfig(_Strict):
+    """Which secrets rotate on a schedule; an absent section: not rotated.
+
+    The memory database's credentials are not here yet: ECS injects their password when a task
+    starts and the memory store connects with it, so a rotation would break every running task
+    until it is replaced (README "Key rotation", not done).
+    """
+
+    llm_key: LlmKeyRotationConfig | None = None
+
+
 class DeploymentConfig(_Strict):
     """One agent deployment. ``name`` prefixes stack ids; tags land on every resource."""
 
@@ -1117,10 +1778,36 @@ class DeploymentConfig(_Strict):
     # Cost alerts (the ``<name>-cost`` stack); absent: not built. No default: the alerts need
     # someone's email address, which no default can supply.
     operations: OperationsConfig | None = None
+    # AWS Backup of the tables and the database (the ``<name>-backup`` stack); absent: not built
+    # (PITR on every table and the database's own automated backups stay on either way).
+    backup: BackupConfig | None = None
+    # Multi-region disaster recovery; absent: one region, the tables are not replicated.
+    dr: DrConfig | None = None
+    # AWS WAF on every public entry point (the ``<name>-waf`` stack, and ``<name>-edge`` for
+    # CloudFront); absent: no web ACL (each costs $5/month plus $1 per rule, idle or not).
+    waf: WafConfig | None = None
+    # Canary Lambda releases and blue/green containers; the defaults deploy at once (dev speed),
+    # prod opts in (config/prod.yaml).
+    releases: ReleasesConfig = ReleasesConfig()
+    # Dashboards, LLM usage metrics, the cost-per-hour alarm; the defaults add no idle cost.
+    observability: ObservabilityConfig = ObservabilityConfig()
+    # Scheduled rotation of the LLM key; the default rotates nothing, prod opts in
+    # (config/prod.yaml).
+    rotation: RotationConfig = RotationConfig()
     tags: dict[
         Annotated[str, StringConstraints(min_length=1, max_length=128)],
         Annotated[str, StringConstraints(max_length=256)],
     ] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _cost_alarm_needs_topic(self) -> DeploymentConfig:
+        if self.observability.cost_per_hour_alarm_usd is not None and self.operations is None:
+            raise ValueError(
+                "observability.cost_per_hour_alarm_usd needs the operations section: its alert "
+                "topic (operations.alert_emails) is where the alarm goes; add operations: or "
+                "set cost_per_hour_alarm_usd: null"
+            )
+        return self
 
     @model_validator(mode="after")
     def _cross_field(self) -> DeploymentConfig:
@@ -1169,6 +1856,11 @@ class DeploymentConfig(_Strict):
         self._container_fits()
         self._kubernetes_fits()
         self._hybrid_fits()
+        self._rotation_fits()
+        self._releases_fit()
+        self._waf_fits()
+        self._dr_fits()
+        self._backup_fits()
         given = [(field, value) for field, value in names if value is not None]
         for i, (field, value) in enumerate(given):
             for other, other_value in given[i + 1 :]:
@@ -1207,6 +1899,23 @@ class DeploymentConfig(_Strict):
                 f"would cut it"
             )
 
+    def _releases_fit(self) -> None:
+        releases, period = self.releases, self.alarms.period_minutes
+        watched = releases.lambda_monitored_minutes
+        if 0 < watched < period:
+            raise ValueError(
+                f"releases.lambda_deployment {releases.lambda_deployment} shifts traffic after "
+                f"{watched} min, shorter than alarms.period_minutes ({period}): the rollback "
+                f"alarms could not complete one period on the new version before it takes all "
+                f"traffic. Choose a longer canary or linear step, or lower alarms.period_minutes"
+            )
+        if releases.ecs_deployment == "blue_green" and releases.ecs_bake_minutes < period:
+            raise ValueError(
+                f"releases.ecs_bake_time_minutes ({releases.ecs_bake_minutes}) is shorter "
+                f"than alarms.period_minutes ({period}): blue would be gone before the 5xx and "
+                f"latency alarms could evaluate one period of green; raise the bake time"
+            )
+
     def _kubernetes_fits(self) -> None:
         k8s = self.kubernetes
         if k8s is None:
@@ -1225,15 +1934,90 @@ class DeploymentConfig(_Strict):
                 f"is also Cloud Run's containerConcurrency, which is at most "
                 f"{CLOUD_RUN_MAX_CONCURRENCY}"
             )
+        llm_secret_arn = k8s.aws.llm_api_key_secret_arn
+        if llm_secret_arn is not None:
+            if self.llm.provider != "openai-compatible" or self.llm.api_key_secret_name is None:
+                raise ValueError(
+                    f"kubernetes.aws.llm_api_key_secret_arn is set, but llm.provider is "
+                    f"{self.llm.provider}, which calls the model with the pods' IAM role and "
+                    f"reads no key: remove kubernetes.aws.llm_api_key_secret_arn"
+                )
+            secret = _SECRET_ARN.match(llm_secret_arn)
+            assert secret is not None  # K8sAwsConfig checked the form
+            name = self.llm.api_key_secret_name
+            if secret.group("name") != name:
+                raise ValueError(
+                    f"kubernetes.aws.llm_api_key_secret_arn names the secret "
+                    f"{secret.group('name')!r}, but llm.api_key_secret_name is {name!r}: the "
+                    f"pods would read a key that the stacks (and rotation.llm_key) do not "
+                    f"manage. Use the ARN of {name!r} (`aws secretsmanager describe-secret "
+                    f"--secret-id {name} --query ARN --output text`)"
+                )
+
+    def _dr_fits(self) -> None:
+        dr = self.dr
+        if dr is None:
+            return
+        if self.region is not None and self.region != dr.primary_region:
+            raise ValueError(
+                f"region is {self.region} but dr.primary_region is {dr.primary_region}: the "
+                f"primary stacks deploy to dr.primary_region, so remove region or make the two "
+                f"equal"
+            )
+        certificate = self.container.certificate_arn
+        if self.container.enabled and certificate is not None:
+            certificate_region = certificate.split(":")[3]
+            if certificate_region != dr.primary_region:
+                raise ValueError(
+                    f"container.certificate_arn is in {certificate_region} but the load balancer "
+                    f"runs in dr.primary_region ({dr.primary_region}), and ACM certificates work "
+                    f"only in their own region: use a certificate from {dr.primary_region}"
+                )
+
+    def _waf_fits(self) -> None:
+        waf = self.waf
+        if waf is None:
+            return
+        common = "AWSManagedRulesCommonRuleSet"
+        if (
+            common in waf.managed_rule_groups
+            and self.agent.max_body_bytes > WAF_COMMON_BODY_LIMIT_BYTES
+            and "SizeRestrictions_BODY" not in waf.count_only_rules.get(common, ())
+        ):
+            raise ValueError(
+                f"waf: the common rule set's SizeRestrictions_BODY blocks request bodies over "
+                f"{WAF_COMMON_BODY_LIMIT_BYTES} bytes, but agent.max_body_bytes is "
+                f"{self.agent.max_body_bytes}: add SizeRestrictions_BODY to "
+                f"waf.count_only_rules.{common} (the handlers enforce max_body_bytes) or lower "
+                f"agent.max_body_bytes to {WAF_COMMON_BODY_LIMIT_BYTES}"
+            )
+        if waf.cloudfront_web_acl_arn is not None and (
+            self.hybrid is None or not self.hybrid.cloudfront
+        ):
+            raise ValueError(
+                "waf.cloudfront_web_acl_arn is set but no CloudFront distribution is built "
+                "(hybrid.cloudfront): remove it"
+            )
 
     def _hybrid_fits(self) -> None:
         hybrid = self.hybrid
         if hybrid is None:
             return
+        if not self.container.enabled:
+            raise ValueError(
+                "hybrid needs the container pattern (the front door routes WebSockets and the "
+                "vector store's clients are the container tasks): set container.enabled: true"
+            )
         if self.api.auth != "iam":
             raise ValueError(
                 f"hybrid needs api.auth iam (got {self.api.auth}): the front door is an HTTP "
                 f"API, which has no API keys or usage plans"
+            )
+        if self.api.tenants:
+            raise ValueError(
+                "api.tenants cannot be used with hybrid: the front door is an HTTP API, which "
+                "has no API keys or usage plans, so a tenant could bypass its quota through it; "
+                "remove api.tenants or the hybrid section"
             )
         if self.container.certificate_arn is not None and hybrid.service_domain_name is None:
             raise ValueError(
@@ -1252,10 +2036,88 @@ class DeploymentConfig(_Strict):
                 "LLM key, but llm.provider is bedrock; set hybrid.memory.embedder to bedrock"
             )
 
+    def _backup_fits(self) -> None:
+        backup = self.backup
+        if backup is None:
+            return
+        lock = backup.vault_lock
+        if (
+            lock is not None
+            and lock.changeable_for_days is not None
+            and self.removal_policy != "retain"
+        ):
+            raise ValueError(
+                "backup.vault_lock.changeable_for_days puts the vault lock in compliance mode "
+                "(no one can delete a recovery point before min_retention_days, ever), but "
+                "removal_policy is destroy: remove changeable_for_days (governance mode) or set "
+                "removal_policy: retain"
+            )
+        redis = self.container.redis
+        if (
+            self.removal_policy == "retain"
+            and self.container.enabled
+            and redis.snapshot_retention_days == 0
+        ):
+            raise ValueError(
+                "container.redis.snapshot_retention_days is 0, but this deployment retains its "
+                "data and backs it up (backup:): ElastiCache is not in AWS Backup, its own "
+                "daily snapshots are its backup; set snapshot_retention_days to 1 or more"
+            )
+
+    def _rotation_fits(self) -> None:
+        rotation = self.rotation.llm_key
+        if rotation is None:
+            return
+        if self.llm.provider != "openai-compatible" or self.llm.api_key_secret_name is None:
+            raise ValueError(
+                "rotation.llm_key rotates llm.api_key_secret_name, but llm.provider is "
+                f"{self.llm.provider} (Bedrock uses IAM, there is no key): remove rotation.llm_key"
+            )
+        issuer = rotation.issuer
+        own: tuple[str, str | None]
+        if isinstance(issuer, OpenAIAdminIssuerConfig):
+            llm_host = self.llm.base_url.host if self.llm.base_url else None
+            if issuer.admin_base_url.host != llm_host:
+                raise ValueError(
+                    f"rotation.llm_key.issuer.admin_base_url is on {issuer.admin_base_url.host} "
+                    f"but llm.base_url is on {llm_host}: keys from OpenAI's Admin API work only "
+                    "at OpenAI; use issuer kind staged for other providers"
+                )
+            own = ("rotation.llm_key.issuer.admin_key_secret_name", issuer.admin_key_secret_name)
+        else:
+            own = ("rotation.llm_key.issuer.staging_secret_name", self.llm_staging_secret_name)
+        taken = {
+            "llm.api_key_secret_name": self.llm.api_key_secret_name,
+            "webhook.callback.signing_secret_name": self.callback_signing_secret_name,
+        }
+        for field, name in taken.items():
+            if own[1] == name:
+                raise ValueError(
+                    f"{own[0]} and {field} are both {name!r}: the rotation needs its own "
+                    "secret; give it another name"
+                )
+
+    @property
+    def llm_staging_secret_name(self) -> str | None:
+        """The staged issuer's staging secret (None without a staged LLM key rotation)."""
+        rotation = self.rotation.llm_key
+        if rotation is None or not isinstance(rotation.issuer, StagedIssuerConfig):
+            return None
+        return rotation.issuer.staging_secret_name or f"{self.llm.api_key_secret_name}-staged"
+
     @property
     def k8s_service_grace_seconds(self) -> int:
         """The service pods' terminationGracePeriodSeconds: preStop, drain, exit margin."""
         return K8S_PRE_STOP_SECONDS + self.container.drain_seconds + K8S_TERMINATION_MARGIN_SECONDS
+
+    @property
+    def k8s_llm_key_secret_arn(self) -> str | None:
+        """The ARN the cluster's pods read the LLM key by (kubernetes.aws.llm_api_key_secret_arn),
+        or None: the key comes from the Kubernetes Secret, or there is none (Bedrock). The one
+        switch the charts (k8s/lib/pod.py) and the Pulumi program (k8s/deploy) both follow."""
+        if self.kubernetes is None or self.llm.provider != "openai-compatible":
+            return None
+        return self.kubernetes.aws.llm_api_key_secret_arn
 
     @property
     def cost_filter(self) -> tuple[str, str] | None:

@@ -46,6 +46,10 @@ KMS_PENDING_WINDOW = Duration.days(30)
 TABLE_BILLING_MODE = dynamodb.BillingMode.PAY_PER_REQUEST
 # Point-in-time recovery: restore any second of the last 35 days after a bad deploy or bug.
 TABLE_POINT_IN_TIME_RECOVERY = True
+# Disaster recovery: global tables bill on demand like single-region ones; their replication
+# latency alarm looks at one-minute maxima, so one slow batch of writes is seen.
+GLOBAL_TABLE_BILLING = dynamodb.Billing.on_demand()
+REPLICATION_LATENCY_PERIOD = Duration.minutes(1)
 # Name of the TTL attribute (epoch seconds) DynamoDB uses to expire sessions.
 SESSION_TTL_ATTRIBUTE = "expires_at"
 SESSION_PARTITION_KEY = "session_id"
@@ -81,6 +85,10 @@ SIGNING_SECRET_EXCLUDE_PUNCTUATION = True
 
 # Regional REST API: CloudFront in front is the hybrid profile's choice, not a default.
 API_ENDPOINT_TYPE = apigw.EndpointType.REGIONAL
+# Disaster recovery's custom API domain (Route 53 failover): TLS 1.2 at least, never 1.0.
+API_DOMAIN_SECURITY_POLICY = apigw.SecurityPolicy.TLS_1_2
+# The unauthenticated mock route Route 53's health checkers call (GET /healthz, fixed 200).
+HEALTH_PATH = "healthz"
 # IAM (SigV4) authorization on every method unless config asks for API keys.
 API_DEFAULT_AUTHORIZATION = apigw.AuthorizationType.IAM
 # INFO execution logs without data trace: data trace would log full request and response bodies.
@@ -207,14 +215,41 @@ EDGE_CONTENT_SECURITY_POLICY = (
 # DESTROY fail anyway, and logs are audit evidence (as ACCESS_LOG_REMOVAL_POLICY).
 EDGE_BUCKET_REMOVAL_POLICY = RemovalPolicy.RETAIN
 
+# --- backup and recovery --------------------------------------------------------------------------
+
+# The backup vault and its KMS key are kept whatever the deployment's removal policy: a vault
+# holding recovery points cannot be deleted (a DESTROY fails the teardown), and without its key
+# every recovery point is unreadable. A kept vault empties itself as its recovery points expire.
+BACKUP_VAULT_REMOVAL_POLICY = RemovalPolicy.RETAIN
+# The role AWS Backup assumes: AWS's service-role policies for backup and for restore, which AWS
+# keeps current per service; the backup selection names the resources explicitly.
+BACKUP_ROLE_MANAGED_POLICIES = (
+    "service-role/AWSBackupServiceRolePolicyForBackup",
+    "service-role/AWSBackupServiceRolePolicyForRestores",
+)
+
 # --- cost alerts ----------------------------------------------------------------------------------
 
 # Budget notifications: a warning when the month's forecast passes 80% of the budget (time left to
 # act), and an alert when actual spend passes it.
 BUDGET_FORECAST_PERCENT = 80
 BUDGET_ACTUAL_PERCENT = 100
-# The only principals that may publish to the cost alert topic (and use its KMS key), and only for
-# this account (aws:SourceAccount).
-COST_ALERT_PUBLISHERS = ("budgets.amazonaws.com", "costalerts.amazonaws.com")
+# The only principals that may publish to the deployment's alert topic (and use its KMS key), and
+# only for this account (aws:SourceAccount): Budgets, Cost Anomaly Detection, CloudWatch alarms.
+ALERT_TOPIC_PUBLISHERS = (
+    "budgets.amazonaws.com",
+    "costalerts.amazonaws.com",
+    "cloudwatch.amazonaws.com",
+)
 # The alert topic's policy denies publishing without TLS (aws:SecureTransport = false).
 TOPIC_ENFORCE_SSL = True
+
+# --- AWS WAF --------------------------------------------------------------------------------------
+
+# Headers that carry credentials, redacted from WAF logs ("REDACTED" in their place): SigV4 and
+# the service's bearer token (Authorization), usage-plan keys (x-api-key), and the WebSocket bearer
+# token, which browsers send as a subprotocol (Sec-WebSocket-Protocol).
+WAF_REDACTED_HEADERS = ("authorization", "x-api-key", "sec-websocket-protocol")
+# Web ACLs allow by default and block only on a rule's match: the managed groups and the rate rule
+# decide, so a new route is reachable without a WAF change.
+WAF_DEFAULT_ACTION = "allow"

@@ -50,8 +50,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _profiles(requested: list[str] | None) -> dict[str, tuple[str, str]]:
-    """env -> (stack name prefix, model id), from config/*.yaml."""
+def _profiles(requested: list[str] | None) -> dict[str, tuple[str, str, bool]]:
+    """env -> (stack name prefix, model id, container pattern on), from config/*.yaml."""
     from config.loader import available_envs, load_config
 
     envs = available_envs()
@@ -60,10 +60,10 @@ def _profiles(requested: list[str] | None) -> dict[str, tuple[str, str]]:
         raise UsageError(
             f"unknown profile {', '.join(unknown)}: choose from {', '.join(envs)} (config/*.yaml)"
         )
-    out: dict[str, tuple[str, str]] = {}
+    out: dict[str, tuple[str, str, bool]] = {}
     for env in requested or envs:
         config = load_config(env)
-        out[env] = (config.name, config.llm.model_id)
+        out[env] = (config.name, config.llm.model_id, config.container.enabled)
     return out
 
 
@@ -107,7 +107,7 @@ def run(argv: list[str] | None = None) -> int:
     # would read as a result.
     missing = [
         prefix
-        for prefix, _ in profiles.values()
+        for prefix, _, _ in profiles.values()
         if not any(name.startswith(prefix + "-") for name in templates)
     ]
     if missing:
@@ -131,7 +131,7 @@ def run(argv: list[str] | None = None) -> int:
     for name, value in vars(assumptions).items():
         print(f"  {name} = {value:g}")
     summary: list[str] = []
-    for env, (prefix, model_id) in profiles.items():
+    for env, (prefix, model_id, container_on) in profiles.items():
         stacks = {
             name.removeprefix(prefix + "-"): tpl
             for name, tpl in templates.items()
@@ -179,9 +179,12 @@ def run(argv: list[str] | None = None) -> int:
                 f"serverless vs container break-even: {text}"
             )
         else:
-            summary.append(
-                f"  {env:<8} idle {fmt_money(idle_total):>10}   (no serverless+container pair)"
+            why = (
+                "no serverless+container pair"
+                if container_on
+                else "container pattern off: container.enabled is false"
             )
+            summary.append(f"  {env:<8} idle {fmt_money(idle_total):>10}   ({why})")
     print("\n== summary ==")
     for line in summary:
         print(line)

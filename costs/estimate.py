@@ -87,6 +87,41 @@ FREE_TYPES = frozenset(
         "AWS::CE::AnomalyMonitor",
         "AWS::CE::AnomalySubscription",
         "AWS::Budgets::Budget",
+        # AWS Backup (the <name>-backup stack): the vault, plan and selection are not billed;
+        # recovery points are billed per GB-month of backup storage, which scales with the data
+        # (near zero for the TTL-bounded tables, like dynamodb_storage_gb_per_table), not with
+        # anything in the template. The vault's KMS key is priced as a key.
+        "AWS::Backup::BackupVault",
+        "AWS::Backup::BackupPlan",
+        "AWS::Backup::BackupSelection",
+        # Releases: CodeDeploy to Lambda and ECS has no charge; a listener rule is part of the ALB.
+        "AWS::CodeDeploy::Application",
+        "AWS::CodeDeploy::DeploymentGroup",
+        "AWS::ElasticLoadBalancingV2::ListenerRule",
+        # WAF: the web ACL and its rules are priced below; associations and IP sets are not billed,
+        # and WAF logs are billed as ingestion of their log group.
+        "AWS::WAFv2::WebACLAssociation",
+        "AWS::WAFv2::IPSet",
+        "AWS::WAFv2::LoggingConfiguration",
+        # Rotation: the schedule is free; its function runs once a period (priced at zero, like
+        # every function not in runtime.handlers).
+        "AWS::SecretsManager::RotationSchedule",
+        # The memory database's hosted rotation: the schedule also puts a resource policy on the
+        # secret (deny DeleteSecret), and the transform creates its function at deploy time, so
+        # the template has none to price (a few invocations a month: Lambda's free tier).
+        "AWS::SecretsManager::ResourcePolicy",
+        # Disaster recovery and the edge ACL's hand-off: a regional API domain and its base path,
+        # a public ACM certificate, alias records to AWS resources (no query charge), a KMS alias,
+        # a standard SSM parameter, the deploy-time reader of it, and the registry's replication
+        # rule (the replicated images bill as ECR storage in the other region, not modelled).
+        "AWS::ApiGateway::DomainName",
+        "AWS::ApiGateway::BasePathMapping",
+        "AWS::CertificateManager::Certificate",
+        "AWS::Route53::RecordSet",
+        "AWS::KMS::Alias",
+        "AWS::SSM::Parameter",
+        "Custom::AWS",
+        "AWS::ECR::ReplicationConfiguration",
     }
 )
 
@@ -319,7 +354,11 @@ def estimate_stack(
             add(lid, "REST API requests", "apigateway_rest_requests", 0, 1e-6)
         elif rtype == "AWS::ApiGatewayV2::Api":
             add(lid, "HTTP API requests", "apigateway_http_requests", 0, 1e-6)
-        elif rtype == "AWS::DynamoDB::Table":
+        elif rtype in ("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable"):
+            # A global table has one replica per region; every replica stores the data and
+            # applies every write (replicated write units in the other regions); reads stay in
+            # one region.
+            replicas = max(1, len(props.get("Replicas", [])))
             add(
                 lid,
                 "on-demand reads",
@@ -334,7 +373,20 @@ def estimate_stack(
                 0,
                 assumptions.dynamodb_writes_per_table * 1e-6,
             )
-            add(lid, "storage", "dynamodb_storage", assumptions.dynamodb_storage_gb_per_table)
+            if replicas > 1:
+                add(
+                    lid,
+                    f"replicated writes x {replicas - 1} replica",
+                    "dynamodb_replicated_write",
+                    0,
+                    (replicas - 1) * assumptions.dynamodb_writes_per_table * 1e-6,
+                )
+            add(
+                lid,
+                "storage" if replicas == 1 else f"storage x {replicas} replicas",
+                "dynamodb_storage",
+                replicas * assumptions.dynamodb_storage_gb_per_table,
+            )
         elif rtype == "AWS::SQS::Queue":
             per_request = 0.0 if lid in dead_letter_queues else assumptions.sqs_requests_per_queue
             add(lid, "queue requests", "sqs_standard_requests", 0, per_request * 1e-6)
@@ -426,6 +478,23 @@ def estimate_stack(
             add(lid, "Aurora storage", "aurora_storage", assumptions.aurora_storage_gb)
         elif rtype == "AWS::CloudWatch::Alarm":
             add(lid, "metric alarm", "cloudwatch_alarm", 1)
+        elif rtype == "AWS::WAFv2::WebACL":
+            rules = len(props.get("Rules", []))
+            add(lid, "web ACL", "waf_web_acl", 1)
+            add(lid, f"{rules} rules", "waf_rule", rules)
+            # Every request through one entry point is inspected by this ACL once.
+            add(lid, "WAF requests", "waf_requests", 0, 1e-6)
+        elif rtype == "AWS::Route53::HealthCheck":
+            config = props.get("HealthCheckConfig", {})
+            optional = int(str(config.get("Type", "")).startswith("HTTPS")) + int(
+                int(config.get("RequestInterval", 30)) == 10
+            )
+            add(lid, "health check (AWS endpoint)", "route53_health_check", 1)
+            if optional:
+                add(lid, f"{optional} optional features", "route53_health_check_feature", optional)
+        elif rtype == "AWS::CloudWatch::Dashboard":
+            # The account's first three are free; counted as paid: they are usually taken.
+            add(lid, "dashboard", "cloudwatch_dashboard", 1)
         elif rtype == "AWS::Logs::LogGroup":
             add(
                 lid,
@@ -462,6 +531,10 @@ PRICED_TYPES = frozenset(
         "AWS::ElastiCache::ReplicationGroup",
         "AWS::RDS::DBCluster",
         "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
+        "AWS::DynamoDB::GlobalTable",
+        "AWS::WAFv2::WebACL",
+        "AWS::Route53::HealthCheck",
         "AWS::Logs::LogGroup",
         "AWS::CloudFront::Distribution",
     }

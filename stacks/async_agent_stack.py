@@ -13,11 +13,12 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 
-from config.environment import agent_environment, task_environment
+from config.environment import agent_environment, task_environment, usage_environment
 from config.model import DeploymentConfig
 from constructs import Construct
 from constructs.acknowledgements import acknowledge_nag, skip_checkov
 from constructs.agent_function import AgentFunction, AgentFunctionProps
+from constructs.dashboards import PatternDashboard
 from constructs.data_key import DataKey
 from constructs.function_alarms import FunctionAlarmProps, FunctionAlarms
 from constructs.json_schema import to_api_gateway_schema
@@ -33,9 +34,12 @@ from constructs.task_queue import TaskQueue, TaskQueueProps
 from constructs.task_table import TaskTable
 from constructs.webhook_api import WebhookApi, WebhookApiProps
 from runtime.tasks.schema import task_request_schema
+from stacks.dr_placement import DrPlacement
 from stacks.shared import (
     api_stage_props,
     grant_bedrock_invoke,
+    lambda_releases,
+    llm_usage_metrics,
     log_retention,
     nag_resource,
     removal_policy,
@@ -87,7 +91,10 @@ class AsyncAgentStack(Stack):
         config: DeploymentConfig,
         llm_secret_stack: Stack | None = None,
         env: Environment | None = None,
+        dr: DrPlacement | None = None,
+        web_acl_arn: str | None = None,
     ) -> None:
+        """``web_acl_arn``: the deployment's regional web ACL (config ``waf``), for the stage."""
         if config.llm.api_key_secret_name is not None and llm_secret_stack is None:
             raise ValueError(
                 "AsyncAgentStack: llm_secret_stack is required when llm.api_key_secret_name is "
@@ -109,9 +116,22 @@ class AsyncAgentStack(Stack):
             description=f"{config.name}: async agent data at rest",
             removal_policy=removal,
         ).key
-        tasks = TaskTable(self, "TaskTable", encryption_key=data_key, removal_policy=removal)
+        # With dr: global tables (primary region) or their replicas (standby region).
+        tasks = TaskTable(
+            self,
+            "TaskTable",
+            encryption_key=data_key,
+            removal_policy=removal,
+            global_table=dr.global_table(self, "tasks") if dr else None,
+        )
         # The worker's agent sessions: its own table, so the async pattern deploys alone.
-        sessions = SessionTable(self, "Sessions", encryption_key=data_key, removal_policy=removal)
+        sessions = SessionTable(
+            self,
+            "Sessions",
+            encryption_key=data_key,
+            removal_policy=removal,
+            global_table=dr.global_table(self, "async-sessions") if dr else None,
+        )
 
         worker_timeout = Duration.seconds(webhook.worker.timeout_seconds)
         worker_window = Duration.seconds(webhook.worker.max_batching_window_seconds)
@@ -130,28 +150,41 @@ class AsyncAgentStack(Stack):
                 "fires on the first), and a redrive policy would only move them further away",
             )
 
-        signing_secret = secretsmanager.Secret(
-            self,
-            "CallbackSigningSecret",
-            secret_name=config.callback_signing_secret_name,
-            description=f"{config.name}: signs result callbacks (Standard Webhooks); give it to "
-            "callback receivers",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                exclude_punctuation=SIGNING_SECRET_EXCLUDE_PUNCTUATION,
-                password_length=SIGNING_SECRET_LENGTH,
-            ),
-            encryption_key=data_key,
-            removal_policy=removal,
-        )
-        acknowledge_nag(
-            signing_secret,
-            "AwsSolutions-SMG4",
-            "receivers must learn a new signing secret before it is used; rotation is "
-            "put-secret-value plus callback.rotation_overlap_seconds of double signatures, and "
-            "the rotation Lambda arrives with the operations issue (#7)",
-        )
-        inbound_secret: secretsmanager.Secret | None = None
-        if webhook.inbound_signature is not None:
+        # With dr: created (and replicated) in the primary region; a standby reads the replicas,
+        # so callbacks are signed with the same secret whichever region sends them.
+        signing_secret: secretsmanager.ISecret
+        if dr is not None and dr.standby:
+            signing_secret = dr.replicated_secret(
+                self, "CallbackSigningSecret", config.callback_signing_secret_name
+            )
+        else:
+            signing_secret = secretsmanager.Secret(
+                self,
+                "CallbackSigningSecret",
+                secret_name=config.callback_signing_secret_name,
+                description=f"{config.name}: signs result callbacks (Standard Webhooks); give it "
+                "to callback receivers",
+                generate_secret_string=secretsmanager.SecretStringGenerator(
+                    exclude_punctuation=SIGNING_SECRET_EXCLUDE_PUNCTUATION,
+                    password_length=SIGNING_SECRET_LENGTH,
+                ),
+                encryption_key=data_key,
+                removal_policy=removal,
+                replica_regions=dr.secret_replicas(self) if dr else None,
+            )
+            acknowledge_nag(
+                signing_secret,
+                "AwsSolutions-SMG4",
+                "receivers must learn a new signing secret before it is used; rotation is "
+                "put-secret-value plus callback.rotation_overlap_seconds of double signatures, and "
+                "the rotation Lambda arrives with the operations issue (#7)",
+            )
+        inbound_secret: secretsmanager.ISecret | None = None
+        if webhook.inbound_signature is not None and dr is not None and dr.standby:
+            inbound_secret = dr.replicated_secret(
+                self, "InboundSignatureSecret", webhook.inbound_signature.secret_name
+            )
+        elif webhook.inbound_signature is not None:
             # A random placeholder, like the LLM key: the real value is the webhook source's
             # secret, put in after deploy, so it never appears in code, config or template.
             inbound_secret = secretsmanager.Secret(
@@ -162,6 +195,7 @@ class AsyncAgentStack(Stack):
                 f"({webhook.inbound_signature.style}); set after deploy",
                 encryption_key=data_key,
                 removal_policy=removal,
+                replica_regions=dr.secret_replicas(self) if dr else None,
             )
             acknowledge_nag(
                 inbound_secret,
@@ -187,6 +221,7 @@ class AsyncAgentStack(Stack):
                 signing_secret_arn=signing_secret.secret_arn,
                 inbound_secret_arn=inbound_secret.secret_arn if inbound_secret else None,
             ),
+            **usage_environment(config),
         }
 
         # All three get the same environment (one contract, runtime/tasks/settings.py); each role
@@ -320,7 +355,7 @@ class AsyncAgentStack(Stack):
                     task_request_schema(config.agent.max_message_chars)
                 ),
                 signed_webhooks=webhook.inbound_signature is not None,
-                stage=api_stage_props(config, data_key),
+                stage=api_stage_props(config, data_key, web_acl_arn),
             ),
         )
         # The same thresholds as the sessions function (config.alarms): p99 flags slow model or
@@ -339,6 +374,39 @@ class AsyncAgentStack(Stack):
             ),
         )
 
+        # Safe releases: every function's live alias (API Gateway and both event source
+        # mappings invoke it) is released through CodeDeploy.
+        self.releases = lambda_releases(
+            self,
+            config,
+            {
+                "Ingress": (ingress.alias, "webhook ingress"),
+                "Worker": (worker.alias, "agent task worker"),
+                "CallbackWorker": (callback_worker.alias, "result callback sender"),
+            },
+        )
+        self.rollback_alarms = self.releases.rollback_alarms
+
+        # With dr (primary region): DynamoDB's replication latency against the RPO, per table.
+        self.replication_alarms = [
+            alarm
+            for alarm in (tasks.replication_alarm, sessions.replication_alarm)
+            if alarm is not None
+        ]
+        self.dashboard: PatternDashboard | None = None
+        if config.observability.dashboards:
+            self.dashboard = PatternDashboard(self, "Dashboard", name=self.stack_name)
+            self.dashboard.header(f"{config.name}: webhook / async agent")
+            self.dashboard.rest_api(self.api.api, "Webhook API")
+            self.dashboard.lambda_function(ingress.function, "Ingress function")
+            self.dashboard.queue(task_queue.queue, task_queue.dlq, "Task queue")
+            self.dashboard.lambda_function(worker.function, "Task worker function")
+            self.dashboard.queue(callback_queue.queue, callback_queue.dlq, "Callback queue")
+            self.dashboard.lambda_function(callback_worker.function, "Callback worker function")
+            self.dashboard.table(tasks.table, "Task table")
+            usage = llm_usage_metrics(config)
+            if usage is not None:
+                self.dashboard.llm_usage(usage)
         self.task_table = tasks.table
         self.session_table = sessions.table
         self.task_queue = task_queue

@@ -28,15 +28,22 @@ from config.environment import (
     memory_environment,
     service_environment,
     task_environment,
+    usage_environment,
     worker_environment,
 )
 from config.model import ECR_IMAGE_URI, ContainerConfig, DeploymentConfig
 from constructs import Construct
 from constructs.access_log_bucket import AccessLogBucket
 from constructs.acknowledgements import acknowledge_nag, skip_checkov
-from constructs.agent_service import AgentService, AgentServiceProps, ScheduledCapacity
+from constructs.agent_service import (
+    AgentService,
+    AgentServiceProps,
+    ScheduledCapacity,
+    ServiceRelease,
+)
 from constructs.agent_vpc import AgentVpc, AgentVpcProps
 from constructs.container_task import ContainerTask, ContainerTaskProps
+from constructs.dashboards import PatternDashboard
 from constructs.data_key import DataKey
 from constructs.queue_worker_service import QueueWorkerService, QueueWorkerServiceProps
 from constructs.secure_defaults import (
@@ -52,10 +59,12 @@ from constructs.secure_defaults import (
     WORKER_COMMAND,
 )
 from constructs.session_cache import SessionCache, SessionCacheProps
+from constructs.web_acl import associate_web_acl
 from stacks.shared import (
     deploy_time_azs,
     grant_bedrock_invoke_to_role,
     grant_bedrock_model_to_role,
+    llm_usage_metrics,
     log_retention,
     nag_resource,
     removal_policy,
@@ -106,7 +115,7 @@ class MemoryDatabase:
 
     Each field is a cross-stack reference to the memory stack, which references nothing here:
     this stack admits its tasks to the store (the security group rules live in this stack) and
-    injects the password; the store needs to know none of its clients.
+    lets them read the credentials secret; the store needs to know none of its clients.
     """
 
     url: str
@@ -114,9 +123,9 @@ class MemoryDatabase:
     user: str
     """The database user the tasks connect as (the secret holds its password)."""
     secret: secretsmanager.ISecret
-    """The generated credentials; ECS injects the ``password`` field."""
+    """The generated credentials (rotated by the memory stack): the tasks read it by ARN."""
     secret_key: kms.IKey
-    """The key the secret is encrypted with: the execution roles decrypt through Secrets Manager."""
+    """The key the secret is encrypted with: the task roles decrypt through Secrets Manager."""
     connections: ec2.IConnectable
     """The store's security group, with its port as the default port."""
 
@@ -155,7 +164,9 @@ class ContainerAgentStack(Stack):
         network: AgentVpc | None = None,
         memory: MemoryDatabase | None = None,
         env: Environment | None = None,
+        web_acl_arn: str | None = None,
     ) -> None:
+        """``web_acl_arn``: the deployment's regional web ACL (config ``waf``), for the ALB."""
         if memory is not None and config.hybrid is None:
             raise ValueError(
                 "ContainerAgentStack: memory needs the config's hybrid section (hybrid.memory), "
@@ -215,6 +226,8 @@ class ContainerAgentStack(Stack):
                 node_type=container.redis.node_type,
                 num_replicas=container.redis.num_replicas,
                 snapshot_retention_days=container.redis.snapshot_retention_days,
+                # A restore (docs/restore-runbook.md): CloudFormation replaces the cache.
+                snapshot_name=container.redis.restore_from_snapshot,
                 encryption_key=data_key,
                 removal_policy=removal,
                 description=config.name,
@@ -230,7 +243,11 @@ class ContainerAgentStack(Stack):
             if llm_secret is not None
             else None
         )
-        llm_secrets = {"LLM_API_KEY": ecs.Secret.from_secrets_manager(llm_key)} if llm_key else {}
+        # The tasks read the key by ARN (LLM_API_KEY_SECRET_ARN) through the runtime's 5-minute
+        # cache, like the Lambdas, not as an ECS secret injected at start: a rotated key
+        # (rotation:) reaches running tasks within minutes, and a task older than one rotation
+        # period never holds a revoked key.
+        llm_key_arn = llm_key.secret_arn if llm_key is not None else None
         # The bearer token every request to the service needs (runtime/service/auth.py): the
         # load balancer is reachable from container.ingress_cidrs, and an open agent endpoint
         # runs up model bills for anyone who finds it. Give it to first-party clients.
@@ -245,11 +262,6 @@ class ContainerAgentStack(Stack):
             removal_policy=removal,
         )
         stop_timeout = Duration.seconds(container.stop_timeout_seconds)
-        memory_env = (
-            memory_environment(config, database_url=memory.url, database_user=memory.user)
-            if memory is not None
-            else {}
-        )
         # Imported by its complete ARN, like the LLM key: CDK's grant on the owner's secret would
         # also put this stack's roles into the memory stack's key policy, a reference back.
         memory_secret = (
@@ -259,9 +271,17 @@ class ContainerAgentStack(Stack):
             if memory is not None
             else None
         )
-        memory_secrets = (
-            {"MEMORY_DATABASE_PASSWORD": ecs.Secret.from_secrets_manager(memory_secret, "password")}
-            if memory_secret is not None
+        # The tasks read the database password by ARN (MEMORY_DATABASE_SECRET_ARN), not as an ECS
+        # secret injected at start: the memory stack's hosted rotation changes it, and the
+        # runtime re-reads the secret on an authentication failure (runtime/memory/credentials.py).
+        memory_env = (
+            memory_environment(
+                config,
+                database_url=memory.url,
+                database_user=memory.user,
+                secret_arn=memory_secret.secret_arn,
+            )
+            if memory is not None and memory_secret is not None
             else {}
         )
 
@@ -295,7 +315,7 @@ class ContainerAgentStack(Stack):
         service_task = task(
             "ServiceTask", SERVICE_COMMAND, container.service.cpu, container.service.memory_mib,
             {
-                **agent_environment(config, redis_url=cache.url, llm_secret_arn=None),
+                **agent_environment(config, redis_url=cache.url, llm_secret_arn=llm_key_arn),
                 **service_environment(
                     config,
                     port=CONTAINER_PORT,
@@ -303,13 +323,12 @@ class ContainerAgentStack(Stack):
                     # X-Forwarded-* are believed only from inside the VPC: the load balancer.
                     forwarded_allow_ips=VPC_CIDR,
                 ),
+                **usage_environment(config),
                 **memory_env,
             },
             {
-                **llm_secrets,
                 "REDIS_PASSWORD": ecs.Secret.from_secrets_manager(cache.auth_secret),
                 "SERVICE_AUTH_TOKEN": ecs.Secret.from_secrets_manager(self.service_token),
-                **memory_secrets,
             },
             "service (HTTP and WebSocket sessions)",
             port=CONTAINER_PORT, health_check=HEALTHCHECK_COMMAND,
@@ -320,7 +339,9 @@ class ContainerAgentStack(Stack):
                 # The async pattern's own session table: the Lambda worker consumes the same
                 # queue, and a task's session must be the same whichever worker runs it.
                 **agent_environment(
-                    config, session_table_name=tasks.session_table.table_name, llm_secret_arn=None
+                    config,
+                    session_table_name=tasks.session_table.table_name,
+                    llm_secret_arn=llm_key_arn,
                 ),
                 **task_environment(
                     config,
@@ -334,9 +355,10 @@ class ContainerAgentStack(Stack):
                     ),
                 ),
                 **worker_environment(config),
+                **usage_environment(config),
                 **memory_env,
             },
-            {**llm_secrets, **memory_secrets},
+            {},
             "worker (agent tasks from the task queue)",
         )  # fmt: skip
 
@@ -376,8 +398,17 @@ class ContainerAgentStack(Stack):
                     )
                     for window in container.service.scheduled_scaling
                 ],
+                # releases.ecs_deployment; the alarms share config.alarms' thresholds.
+                release=ServiceRelease(
+                    blue_green=config.releases.ecs_deployment == "blue_green",
+                    bake_time=Duration.minutes(config.releases.ecs_bake_minutes),
+                    errors_per_period=config.alarms.errors_per_period,
+                    p99_response_ms=config.alarms.p99_duration_ms,
+                    period=Duration.minutes(config.alarms.period_minutes),
+                ),
             ),
         )
+        self.rollback_alarms = self.service.rollback_alarms
         self.worker = QueueWorkerService(
             self,
             "Worker",
@@ -414,14 +445,19 @@ class ContainerAgentStack(Stack):
                 tasks_group.connections.allow_to(
                     memory.connections, ec2.Port.tcp(MEMORY_PORT), "agent memory (vector store)"
                 )
+            assert memory_secret is not None  # imported above whenever memory is set
             for memory_client in (service_task, worker_task):
-                memory_client.execution_role.add_to_principal_policy(
+                # The task role: the runtime reads the secret itself (memory_env above). The
+                # memory stack's key, through Secrets Manager and for this one secret only.
+                memory_secret.grant_read(memory_client.task_role)
+                memory_client.task_role.add_to_principal_policy(
                     iam.PolicyStatement(
                         actions=["kms:Decrypt"],
                         resources=[memory.secret_key.key_arn],
                         conditions={
                             "StringEquals": {
-                                "kms:ViaService": f"secretsmanager.{self.region}.{self.url_suffix}"
+                                "kms:ViaService": f"secretsmanager.{self.region}.{self.url_suffix}",
+                                "kms:EncryptionContext:SecretARN": memory_secret.secret_arn,
                             }
                         },
                     )
@@ -461,11 +497,21 @@ class ContainerAgentStack(Stack):
             )
         if llm_key is not None:
             for task_definition in (service_task, worker_task):
+                llm_key.grant_read(task_definition.task_role)
                 self._allow_llm_key_decrypt(task_definition, llm_key)
 
         self.access_logs = access_logs
         self._acknowledge(config, service_task, worker_task, cache)
 
+        if web_acl_arn is not None:
+            # The load balancer is public: the same web ACL as the REST APIs filters it.
+            associate_web_acl(
+                self,
+                "LoadBalancerWebAcl",
+                web_acl_arn=web_acl_arn,
+                resource_arn=self.service.load_balancer.load_balancer_arn,
+                resource=self.service.load_balancer.node.default_child,  # type: ignore[arg-type]
+            )
         CfnOutput(self, "ServiceUrl", value=self.service.url, description="the agent service")
         CfnOutput(
             self,
@@ -478,6 +524,22 @@ class ContainerAgentStack(Stack):
         CfnOutput(self, "ServiceName", value=self.service.service.service_name)
         CfnOutput(self, "WorkerServiceName", value=self.worker.service.service_name)
         CfnOutput(self, "AccessLogBucketName", value=access_logs.bucket.bucket_name)
+        self.dashboard: PatternDashboard | None = None
+        if config.observability.dashboards:
+            self.dashboard = PatternDashboard(self, "Dashboard", name=self.stack_name)
+            self.dashboard.header(f"{config.name}: container agent")
+            self.dashboard.fargate_behind_load_balancer(
+                self.service.service,
+                "Agent service",
+                load_balancer=self.service.load_balancer,
+                target_group=self.service.target_group,
+            )
+            self.dashboard.fargate_service(self.worker.service, "Queue worker")
+            # Primary plus replicas: one node each.
+            self.dashboard.redis(cache.replication_group, container.redis.num_replicas + 1)
+            usage = llm_usage_metrics(config)
+            if usage is not None:
+                self.dashboard.llm_usage(usage)
         self.cluster = cluster
         self.cache = cache
         self.network = network
@@ -512,13 +574,14 @@ class ContainerAgentStack(Stack):
         )
 
     def _allow_llm_key_decrypt(self, task: ContainerTask, secret: secretsmanager.ISecret) -> None:
-        """Let the execution role decrypt the LLM key secret, and nothing else with that key."""
+        """Let the task role decrypt the LLM key secret, and nothing else with that key."""
         # The secret is encrypted with the serverless stack's key, which this stack does not
         # reference (one more cross-stack value, for nothing): decrypting is allowed only through
         # Secrets Manager and only for that secret (it puts the secret's ARN in the encryption
         # context).
         key_arns = f"arn:{self.partition}:kms:{self.region}:{self.account}:key/*"
-        role = task.task_definition.obtain_execution_role()
+        # The task role: the runtime reads the secret itself (see llm_key_arn above).
+        role = task.task_role
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["kms:Decrypt"],

@@ -34,6 +34,7 @@ from constructs.data_key import DataKey
 from constructs.edge_distribution import EdgeDistribution, EdgeDistributionProps
 from constructs.front_door_api import FrontDoorApi, FrontDoorApiProps
 from stacks.shared import log_retention, removal_policy
+from stacks.waf_stack import EdgeWebAclArn, acknowledge_sdk_reader
 
 # The serverless API's paths under its stage (v1), so a client changes only the host.
 SESSIONS_ROUTE = "/v1/sessions/{proxy+}"
@@ -236,6 +237,16 @@ class FrontDoorStack(Stack):
         if config.webhook.inbound_signature is not None:
             api_paths.append(WEBHOOK_ROUTE)
         domain = config.hybrid.service_domain_name
+        # WAF: the organisation's CloudFront web ACL, or the one the <name>-edge stack creates
+        # in us-east-1 (read from SSM there at deploy time; see stacks/waf_stack.py).
+        web_acl_arn: str | None = None
+        if config.waf is not None:
+            web_acl_arn = config.waf.cloudfront_web_acl_arn
+            if web_acl_arn is None:
+                web_acl_arn = EdgeWebAclArn(
+                    self, "EdgeWebAcl", config=config, encryption_key=self._data_key
+                ).arn
+                acknowledge_sdk_reader(self)
         edge = EdgeDistribution(
             self,
             "Edge",
@@ -251,6 +262,7 @@ class FrontDoorStack(Stack):
                 publisher_logs=log_retention(config),
                 encryption_key=self._data_key,
                 removal_policy=removal_policy(config),
+                web_acl_arn=web_acl_arn,
             ),
         )
         self._acknowledge_edge(config, edge)
@@ -271,12 +283,14 @@ class FrontDoorStack(Stack):
             "the chat UI and API serve users wherever they are; blocking countries is an "
             "organisation's policy to add, not a default of this reference",
         )
-        no_waf = (
-            "WAFv2 is attached by the operations profile (issue #7); until then the service's "
-            "bearer token, IAM on the API and the API's stage throttling bound abuse"
-        )
-        acknowledge_nag(distribution, "AwsSolutions-CFR2", no_waf)
-        skip_checkov(distribution, "CKV_AWS_68", no_waf)
+        if config.waf is None:
+            no_waf = (
+                "config waf is unset, so no web ACL filters the distribution (a config's waf: "
+                "section attaches one); the service's bearer token, IAM on the API and the "
+                "API's stage throttling bound abuse"
+            )
+            acknowledge_nag(distribution, "AwsSolutions-CFR2", no_waf)
+            skip_checkov(distribution, "CKV_AWS_68", no_waf)
         default_certificate = (
             "no custom domain is configured, so viewers get CloudFront's default "
             "*.cloudfront.net certificate, whose security policy CloudFront fixes at TLSv1; "

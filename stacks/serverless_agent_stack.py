@@ -5,19 +5,24 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Duration, Environment, Stack
 from aws_cdk import aws_secretsmanager as secretsmanager
 
-from config.environment import agent_environment
+from config.environment import agent_environment, usage_environment
 from config.model import DeploymentConfig
 from constructs import Construct
 from constructs.acknowledgements import acknowledge_nag, skip_checkov
 from constructs.agent_api import AgentApi, AgentApiProps
 from constructs.agent_function import AgentFunction, AgentFunctionProps
+from constructs.dashboards import PatternDashboard
 from constructs.data_key import DataKey
 from constructs.function_alarms import FunctionAlarmProps, FunctionAlarms
+from constructs.key_rotation import KeyRotation, key_rotation_props
 from constructs.secure_defaults import SERVERLESS_HANDLER
 from constructs.session_table import SessionTable
+from stacks.dr_placement import DrPlacement
 from stacks.shared import (
     api_stage_props,
     grant_bedrock_invoke,
+    lambda_releases,
+    llm_usage_metrics,
     log_retention,
     removal_policy,
 )
@@ -33,7 +38,10 @@ class ServerlessAgentStack(Stack):
         *,
         config: DeploymentConfig,
         env: Environment | None = None,
+        dr: DrPlacement | None = None,
+        web_acl_arn: str | None = None,
     ) -> None:
+        """``web_acl_arn``: the deployment's regional web ACL (config ``waf``), for the stage."""
         super().__init__(
             scope,
             construct_id,
@@ -49,10 +57,22 @@ class ServerlessAgentStack(Stack):
             description=f"{config.name}: agent data at rest",
             removal_policy=removal,
         ).key
-        sessions = SessionTable(self, "Sessions", encryption_key=data_key, removal_policy=removal)
+        # With dr: a global table (primary region) or its replica (standby region).
+        sessions = SessionTable(
+            self,
+            "Sessions",
+            encryption_key=data_key,
+            removal_policy=removal,
+            global_table=dr.global_table(self, "sessions") if dr else None,
+        )
 
         self.llm_secret: secretsmanager.Secret | None = None
-        if config.llm.api_key_secret_name is not None:
+        self.key_rotation: KeyRotation | None = None
+        # What the function reads: this stack's secret, or in a DR standby the primary's replica.
+        llm_key: secretsmanager.ISecret | None = None
+        if config.llm.api_key_secret_name is not None and dr is not None and dr.standby:
+            llm_key = dr.replicated_secret(self, "LlmApiKey", config.llm.api_key_secret_name)
+        elif config.llm.api_key_secret_name is not None:
             # Generated placeholder: the real key is put in after deploy (README), so no key value
             # ever appears in code, config, template or function environment: only the ARN does.
             # This stack owns the secret; the async stack reads the same one by name.
@@ -63,18 +83,36 @@ class ServerlessAgentStack(Stack):
                 description=f"{config.name}: API key for {config.llm.model_id}; set after deploy",
                 encryption_key=data_key,
                 removal_policy=removal,
+                # With dr: the same secret (name and value) in the secondary region too.
+                replica_regions=dr.secret_replicas(self) if dr else None,
             )
-            acknowledge_nag(
-                self.llm_secret,
-                "AwsSolutions-SMG4",
-                "a third-party LLM API key is rotated at the provider; the rotation Lambda that "
-                "follows the four-step protocol arrives with the operations issue (#7)",
-            )
+            llm_key = self.llm_secret
+            if config.rotation.llm_key is not None:
+                # The rotation Lambda and schedule (docs/key-rotation.md); DR replicas follow.
+                self.key_rotation = KeyRotation(
+                    self,
+                    "LlmKeyRotation",
+                    props=key_rotation_props(
+                        config,
+                        secret=self.llm_secret,
+                        encryption_key=data_key,
+                        log_retention=retention,
+                        removal_policy=removal,
+                    ),
+                )
+            else:
+                acknowledge_nag(
+                    self.llm_secret,
+                    "AwsSolutions-SMG4",
+                    "config rotation.llm_key is off for this deployment, so the key is rotated by "
+                    "hand (put-secret-value, docs/key-rotation.md); turning it on adds the "
+                    "rotation Lambda and schedule",
+                )
         environment = agent_environment(
             config,
             session_table_name=sessions.table.table_name,
-            llm_secret_arn=self.llm_secret.secret_arn if self.llm_secret else None,
-        )
+            llm_secret_arn=llm_key.secret_arn if llm_key else None,
+        ) | usage_environment(config)
 
         agent = AgentFunction(
             self,
@@ -116,8 +154,8 @@ class ServerlessAgentStack(Stack):
 
         # The stack grants; constructs never reach into each other.
         sessions.table.grant_read_write_data(agent.role)
-        if self.llm_secret is not None:
-            self.llm_secret.grant_read(agent.role)
+        if llm_key is not None:
+            llm_key.grant_read(agent.role)
         if config.llm.provider == "bedrock":
             grant_bedrock_invoke(agent, config.llm)
         for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
@@ -134,7 +172,7 @@ class ServerlessAgentStack(Stack):
             props=AgentApiProps(
                 handler=agent.alias,
                 max_message_chars=config.agent.max_message_chars,
-                stage=api_stage_props(config, data_key),
+                stage=api_stage_props(config, data_key, web_acl_arn),
             ),
         )
         self.alarms = FunctionAlarms(
@@ -149,6 +187,33 @@ class ServerlessAgentStack(Stack):
                 evaluation_periods=config.alarms.evaluation_periods,
             ),
         )
+        # Safe releases: a new version reaches the live alias through CodeDeploy.
+        self.releases = lambda_releases(
+            self, config, {"Agent": (agent.alias, "agent sessions API")}
+        )
+        self.rollback_alarms = self.releases.rollback_alarms
+        # With dr.domain: this region's half of the API's Route 53 failover pair.
+        self.failover_dns = dr.failover_dns(self, self.api.api) if dr else None
+        # With dr (primary region): DynamoDB's replication latency against the RPO.
+        self.replication_alarms = [a for a in (sessions.replication_alarm,) if a is not None]
+        self.dashboard: PatternDashboard | None = None
+        if config.observability.dashboards:
+            self.dashboard = PatternDashboard(self, "Dashboard", name=self.stack_name)
+            self.dashboard.header(f"{config.name}: serverless agent")
+            self.dashboard.rest_api(self.api.api, "Sessions API")
+            self.dashboard.lambda_function(agent.function, "Agent function")
+            self.dashboard.table(sessions.table, "Session table")
+            usage = llm_usage_metrics(config)
+            if usage is not None:
+                self.dashboard.llm_usage(usage)
         self.session_table = sessions.table
         CfnOutput(self, "ApiUrl", value=self.api.api.url, description="Agent API base URL")
         CfnOutput(self, "SessionTableName", value=sessions.table.table_name)
+        if self.llm_secret is not None:
+            # For kubernetes.aws.llm_api_key_secret_arn: pods read the rotated key by this ARN.
+            CfnOutput(
+                self,
+                "LlmApiKeySecretArn",
+                value=self.llm_secret.secret_arn,
+                description="The LLM key secret's complete ARN (put the key here; pods read it)",
+            )

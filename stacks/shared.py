@@ -4,15 +4,20 @@ contract is in config/environment.py, shared with the Kubernetes charts."""
 
 from __future__ import annotations
 
-from aws_cdk import Fn, RemovalPolicy, Stack, Token
+from aws_cdk import Duration, Fn, RemovalPolicy, Stack, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 
+from config.environment import usage_environment
 from config.model import LOG_RETENTION_DAYS, DeploymentConfig, LlmConfig
 from constructs.acknowledgements import acknowledge_nag
 from constructs.agent_function import AgentFunction
+from constructs.canary_release import LambdaReleaseProps, LambdaReleases
+from constructs.cost_alerts import LlmUsageMetrics
 from constructs.rest_api import ApiStageProps
+from constructs.usage_plans import TenantPlan
 
 # Bedrock cross-region inference profiles prefix the model id with a geography.
 _INFERENCE_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.")
@@ -30,12 +35,28 @@ def removal_policy(config: DeploymentConfig) -> RemovalPolicy:
     return RemovalPolicy.RETAIN if config.removal_policy == "retain" else RemovalPolicy.DESTROY
 
 
+def llm_usage_metrics(config: DeploymentConfig) -> LlmUsageMetrics | None:
+    """The runtime's usage metrics as the stacks' environment configures them (the same
+    namespace and dimension values, from one function); None when usage_metrics is off."""
+    environment = usage_environment(config)
+    if not environment:
+        return None
+    return LlmUsageMetrics(
+        namespace=environment["USAGE_METRICS_NAMESPACE"],
+        service=environment["USAGE_METRICS_SERVICE"],
+        model_id=config.llm.model_id,
+    )
+
+
 def log_retention(config: DeploymentConfig) -> logs.RetentionDays:
     return _RETENTION[config.logs.retention_days]
 
 
-def api_stage_props(config: DeploymentConfig, encryption_key: kms.IKey) -> ApiStageProps:
-    """Stage throttling, auth and logging from ``config.api``; every API of a deployment alike."""
+def api_stage_props(
+    config: DeploymentConfig, encryption_key: kms.IKey, web_acl_arn: str | None = None
+) -> ApiStageProps:
+    """Stage throttling, auth, tenants and logging from ``config.api``; every API of a
+    deployment alike. ``web_acl_arn``: the deployment's regional web ACL (config ``waf``)."""
     return ApiStageProps(
         throttle_rate_limit=config.api.throttle_rate_limit,
         throttle_burst_limit=config.api.throttle_burst_limit,
@@ -44,6 +65,17 @@ def api_stage_props(config: DeploymentConfig, encryption_key: kms.IKey) -> ApiSt
         log_retention=log_retention(config),
         encryption_key=encryption_key,
         removal_policy=removal_policy(config),
+        tenants=tuple(
+            TenantPlan(
+                name=tenant.name,
+                throttle_rate_limit=tenant.throttle_rate_limit,
+                throttle_burst_limit=tenant.throttle_burst_limit,
+                quota_limit=tenant.quota.limit if tenant.quota else None,
+                quota_period=tenant.quota.period if tenant.quota else "day",
+            )
+            for tenant in config.api.tenants
+        ),
+        web_acl_arn=web_acl_arn,
     )
 
 
@@ -122,3 +154,28 @@ def deploy_time_azs(count: int) -> list[str]:
     """The region's first ``count`` AZs, resolved at deploy time: no lookup (and no AWS
     credentials) at synth, even when the config pins account and region."""
     return [Fn.select(index, Fn.get_azs()) for index in range(count)]
+
+
+def lambda_releases(
+    stack: Stack, config: DeploymentConfig, aliases: dict[str, tuple[lambda_.Alias, str]]
+) -> LambdaReleases:
+    """Safe releases (config ``releases``) for ``stack``'s live aliases, id -> (alias, what).
+
+    A new version reaches each alias through CodeDeploy (``releases.lambda_deployment``) and
+    rolls back on the alias's own error or p99 alarm; any other live alias in the stack (e.g. the
+    key rotation function's) is released the same way.
+    """
+    releases = LambdaReleases(
+        stack,
+        "Releases",
+        props=LambdaReleaseProps(
+            deployment=config.releases.lambda_deployment,
+            errors_per_period=config.alarms.errors_per_period,
+            p99_duration_ms=config.alarms.p99_duration_ms,
+            period=Duration.minutes(config.alarms.period_minutes),
+        ),
+    )
+    for alias_id, (alias, what) in aliases.items():
+        releases.add(alias_id, alias, what)
+    releases.add_every_live_alias(stack)
+    return releases

@@ -47,6 +47,29 @@ def total(est: StackEstimate, requests_per_month: float = PER_MONTH) -> float:
 # --- exact arithmetic on toy templates -----------------------------------------------------------
 
 
+def test_a_global_table_bills_writes_and_storage_in_every_replica() -> None:
+    tpl = template(T=res("AWS::DynamoDB::GlobalTable", Replicas=[{"Region": "a"}, {"Region": "b"}]))
+    est = estimate_stack("s", tpl, PRICES, LOAD)
+    assert est.idle == 0  # on demand, no stored data assumed
+    per_request = (0.125 * 1 + 0.625 * 2 + 0.625 * 2) / 1e6  # reads, writes, replicated writes
+    assert math.isclose(total(est), PER_MONTH * per_request)
+
+
+def test_a_web_acl_bills_per_acl_rule_and_request() -> None:
+    tpl = template(Acl=res("AWS::WAFv2::WebACL", Rules=[{}, {}, {}]))
+    est = estimate_stack("s", tpl, PRICES, LOAD)
+    assert math.isclose(est.idle, 5.00 + 3 * 1.00)
+    assert math.isclose(total(est), 8.00 + PER_MONTH * 0.60 / 1e6)
+
+
+def test_a_route53_health_check_bills_its_optional_features() -> None:
+    https_fast = {"Type": "HTTPS", "RequestInterval": 10}
+    basic = {"Type": "HTTP", "RequestInterval": 30}
+    for config, idle in ((https_fast, 0.50 + 2 * 1.00), (basic, 0.50)):
+        tpl = template(H=res("AWS::Route53::HealthCheck", HealthCheckConfig=config))
+        assert math.isclose(estimate_stack("s", tpl, PRICES, LOAD).idle, idle), config
+
+
 def test_lambda_arm64_gb_seconds_and_requests() -> None:
     tpl = template(
         Fn=res(
@@ -284,14 +307,31 @@ def test_every_priced_resource_in_the_real_templates_has_a_price(
         assert est.idle >= 0
 
 
-def test_real_dev_container_idle_has_the_nat_alb_redis_and_task(
+def test_real_prod_container_idle_has_the_nat_alb_redis_and_task(
     real_templates: dict[str, dict[str, Any]],
 ) -> None:
-    est = estimate_stack("c", real_templates["agent-dev-container"], PRICES, LOAD)
+    est = estimate_stack("c", real_templates["agent-prod-container"], PRICES, LOAD)
     units = {i.unit for i in est.items if i.idle > 0}
     assert {"hour", "node-hour", "vCPU-hour", "GB-hour"} <= units
-    serverless = estimate_stack("s", real_templates["agent-dev-serverless"], PRICES, LOAD)
+    serverless = estimate_stack("s", real_templates["agent-prod-serverless"], PRICES, LOAD)
     assert serverless.idle < est.idle
+
+
+def test_dev_is_cheap_when_idle(real_templates: dict[str, dict[str, Any]]) -> None:
+    # The dev profile deploys nothing that bills by the hour: no NAT gateway, load balancer,
+    # cache node or always-on task (container.enabled: false); what is left is per-resource
+    # monthly fees (KMS keys, secrets, alarms, dashboards).
+    dev = {n: t for n, t in real_templates.items() if n.startswith("agent-dev-")}
+    assert "agent-dev-container" not in dev and dev
+    hourly = [
+        (name, item.what)
+        for name, tpl in dev.items()
+        for item in estimate_stack(name, tpl, PRICES, LOAD).items
+        if item.idle > 0 and item.unit.endswith("hour")
+    ]
+    assert hourly == []
+    idle = sum(estimate_stack(n, t, PRICES, LOAD).idle for n, t in dev.items())
+    assert 0 < idle < 25
 
 
 def test_every_config_model_has_a_token_price() -> None:
@@ -338,7 +378,10 @@ def test_cli_prints_each_profile_and_the_break_even(
         (tmp_path / f"{name}.template.json").write_text(json.dumps(tpl))
     assert main([*ARGS, *TOKENS, "--cdk-out", str(tmp_path), "--profile", "dev"]) == 0
     out = capsys.readouterr().out
-    assert "== profile dev" in out and "agent-dev-container" in out
+    assert "== profile dev" in out and "agent-dev-serverless" in out
+    assert "container pattern off: container.enabled is false" in out
+    assert main([*ARGS, *TOKENS, "--cdk-out", str(tmp_path), "--profile", "prod"]) == 0
+    out = capsys.readouterr().out
     assert "break-even:" in out and "requests/day" in out
     assert f"{HOURS_PER_MONTH:g}" in out  # the month length is stated
 

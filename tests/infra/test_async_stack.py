@@ -35,7 +35,16 @@ from runtime.settings import RuntimeSettings
 from runtime.tasks.schema import task_request_schema
 from runtime.tasks.settings import TaskSettings
 from stacks.async_agent_stack import AsyncAgentStack
-from tests.infra.cfn import as_list, ids_of_type, of_type, one, refers_to
+from tests.infra.cfn import (
+    TABLE_TYPES,
+    as_list,
+    ids_of_type,
+    of_type,
+    one,
+    refers_to,
+    table_properties,
+    tables,
+)
 from tests.infra.conftest import Synthesized, all_configs
 
 CONFIGS = {c.name: c for c in all_configs()}
@@ -142,6 +151,12 @@ def layouts(synth: Synthesized) -> dict[str, Layout]:
 
 def logical_id_of(template: dict[str, Any], resource_type: str, fragment: str) -> str:
     [found] = [k for k in ids_of_type(template, resource_type) if fragment in k]
+    return found
+
+
+def table_id_of(template: dict[str, Any], fragment: str) -> str:
+    """A Table's logical id, or with config dr a GlobalTable's."""
+    [found] = [k for t in TABLE_TYPES for k in ids_of_type(template, t) if fragment in k]
     return found
 
 
@@ -270,6 +285,8 @@ def test_worker_alarms_from_config(layouts: dict[str, Layout], name: str) -> Non
         a["Properties"]["MetricName"]: a["Properties"]
         for a in of_type(lay.template, "AWS::CloudWatch::Alarm")
         if a["Properties"]["Namespace"] == "AWS/Lambda"
+        # The function's own alarms; the releases' alias alarms are tests/infra/test_releases.py's.
+        and not any(d["Name"] == "Resource" for d in a["Properties"]["Dimensions"])
     }
     assert set(alarms) == {"Errors", "Throttles", "Duration"}
     for alarm in alarms.values():
@@ -332,7 +349,9 @@ def test_function_shapes(layouts: dict[str, Layout], name: str) -> None:
         assert fn["Architectures"] == ["arm64"]
         assert fn["TracingConfig"] == {"Mode": "Active"}
         assert "KmsKeyArn" in fn
-        assert "ProvisionedConcurrencyConfig" not in json.dumps(lay.template)
+    # Queue consumers and the ingress keep no warm instances: idle costs nothing.
+    for alias in of_type(lay.template, "AWS::Lambda::Alias"):
+        assert "ProvisionedConcurrencyConfig" not in alias["Properties"]
     assert lay.props(lay.functions["ingress"])["Timeout"] < 29
 
 
@@ -363,8 +382,8 @@ def _llm_secret_resources(lay: Layout) -> set[str]:
 def test_ingress_role_has_only_its_grants(layouts: dict[str, Layout], name: str) -> None:
     lay = layouts[name]
     template = lay.template
-    task_table = logical_id_of(template, "AWS::DynamoDB::Table", "TaskTable")
-    sessions = logical_id_of(template, "AWS::DynamoDB::Table", "Sessions")
+    task_table = table_id_of(template, "TaskTable")
+    sessions = table_id_of(template, "Sessions")
     assert {"dynamodb:GetItem", "dynamodb:PutItem"} <= lay.actions_on("ingress", task_table)
     assert lay.actions_on("ingress", sessions) == set()
     assert lay.actions_on("ingress", lay.task_queue) == {
@@ -391,8 +410,8 @@ def test_worker_role_has_only_its_grants(layouts: dict[str, Layout], name: str) 
     lay = layouts[name]
     template = lay.template
     config = CONFIGS[name]
-    task_table = logical_id_of(template, "AWS::DynamoDB::Table", "TaskTable")
-    sessions = logical_id_of(template, "AWS::DynamoDB::Table", "Sessions")
+    task_table = table_id_of(template, "TaskTable")
+    sessions = table_id_of(template, "Sessions")
     assert {"dynamodb:UpdateItem", "dynamodb:GetItem"} <= lay.actions_on("worker", task_table)
     assert {"dynamodb:PutItem", "dynamodb:GetItem"} <= lay.actions_on("worker", sessions)
     # Consumes the task queue and backs off failed tries with a visibility change.
@@ -418,8 +437,8 @@ def test_worker_role_has_only_its_grants(layouts: dict[str, Layout], name: str) 
 def test_callback_role_has_only_its_grants(layouts: dict[str, Layout], name: str) -> None:
     lay = layouts[name]
     template = lay.template
-    task_table = logical_id_of(template, "AWS::DynamoDB::Table", "TaskTable")
-    sessions = logical_id_of(template, "AWS::DynamoDB::Table", "Sessions")
+    task_table = table_id_of(template, "TaskTable")
+    sessions = table_id_of(template, "Sessions")
     assert {"dynamodb:UpdateItem", "dynamodb:GetItem"} <= lay.actions_on("callback", task_table)
     assert lay.actions_on("callback", sessions) == set()
     # The callback worker cannot touch the task queue: no sending tasks, no reading them.
@@ -576,28 +595,30 @@ def test_stateful_resources_follow_the_removal_policy(synth: Synthesized, name: 
     template = synth.template(name, "async")
     retain = CONFIGS[name].removal_policy == "retain"
     expected = "Retain" if retain else "Delete"
+    assert len(tables(template)) == 2
     for resource_type in (
-        "AWS::DynamoDB::Table",
+        *TABLE_TYPES,
         "AWS::KMS::Key",
         "AWS::Logs::LogGroup",
         "AWS::SecretsManager::Secret",
         "AWS::SQS::Queue",
     ):
         resources = of_type(template, resource_type)
-        assert resources, resource_type
+        # One of the two table types, depending on config dr.
+        assert resources or resource_type in TABLE_TYPES, resource_type
         for resource in resources:
             assert resource["DeletionPolicy"] == expected, resource_type
             assert resource["UpdateReplacePolicy"] == expected, resource_type
-    for table in of_type(template, "AWS::DynamoDB::Table"):
-        assert table["Properties"].get("DeletionProtectionEnabled", False) is retain
+    for table in tables(template):
+        assert table_properties(table).get("DeletionProtectionEnabled", False) is retain
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_tables_ttl_pitr_encryption(synth: Synthesized, name: str) -> None:
     template = synth.template(name, "async")
     keys = set()
-    for table in of_type(template, "AWS::DynamoDB::Table"):
-        props = table["Properties"]
+    for table in tables(template):
+        props = table_properties(table)
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
         assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
@@ -671,7 +692,15 @@ def test_dev_and_prod_async_stacks_differ_only_through_config_values(synth: Synt
         for logical_id, resource in synth.template(name, "async")["Resources"].items():
             generic = logical_id.replace(f"{name}-async".replace("-", ""), "<name>")
             generic = re.sub(r"(Deployment|CurrentVersion)[0-9A-Fa-f]+$", r"\1", generic)
-            shapes.add((re.sub(r"[0-9A-F]{8}", "", generic), resource["Type"]))
+            # config dr (prod): the same tables, global, and their replication alarms.
+            if "ReplicationLatencyAlarm" in generic:
+                continue
+            # config observability.dashboards and waf (prod): the pattern's dashboard and the
+            # web ACL's association.
+            if resource["Type"] in ("AWS::CloudWatch::Dashboard", "AWS::WAFv2::WebACLAssociation"):
+                continue
+            kind = resource["Type"].replace("::GlobalTable", "::Table")
+            shapes.add((re.sub(r"[0-9A-F]{8}", "", generic), kind))
         return shapes
 
     assert shape("agent-dev") == shape("agent-prod")
@@ -733,8 +762,8 @@ def test_every_function_gets_the_environment_the_runtime_validates(
     assert raw["TASK_QUEUE_URL"] == {"Ref": lay.task_queue}
     assert raw["CALLBACK_QUEUE_URL"] == {"Ref": lay.callback_queue}
     assert raw["CALLBACK_DLQ_URL"] == {"Ref": lay.callback_dlq}
-    task_table = logical_id_of(lay.template, "AWS::DynamoDB::Table", "TaskTable")
-    sessions = logical_id_of(lay.template, "AWS::DynamoDB::Table", "Sessions")
+    task_table = table_id_of(lay.template, "TaskTable")
+    sessions = table_id_of(lay.template, "Sessions")
     assert raw["TASK_TABLE_NAME"] == {"Ref": task_table}
     assert raw["SESSION_TABLE_NAME"] == {"Ref": sessions}
     signing = logical_id_of(lay.template, "AWS::SecretsManager::Secret", "CallbackSigning")
@@ -762,7 +791,11 @@ def test_every_function_gets_the_environment_the_runtime_validates(
 def test_async_and_serverless_functions_describe_the_same_agent(synth: Synthesized) -> None:
     agent_variables = _aliases(RuntimeSettings)
     for name in NAMES:
-        [serverless] = of_type(synth.template(name), "AWS::Lambda::Function")
+        [serverless] = [
+            fn
+            for fn in of_type(synth.template(name), "AWS::Lambda::Function")
+            if fn["Properties"]["Handler"] == "runtime.handlers.serverless_api.lambda_handler"
+        ]
         serverless_env = serverless["Properties"]["Environment"]["Variables"]
         for fn in of_type(synth.template(name, "async"), "AWS::Lambda::Function"):
             env = fn["Properties"]["Environment"]["Variables"]

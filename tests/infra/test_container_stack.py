@@ -20,6 +20,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
+from aws_cdk.region_info import RegionInfo
 
 from config.model import FARGATE_MAX_STOP_TIMEOUT_SECONDS
 from constructs.agent_vpc import AgentVpc, AgentVpcProps
@@ -38,7 +39,8 @@ from tests.infra.cfn import as_list, ids_of_type, of_type, one, refers_to
 from tests.infra.conftest import Synthesized, all_configs
 
 CONFIGS = {c.name: c for c in all_configs()}
-NAMES = sorted(CONFIGS)
+# The configs that build the container stack (dev leaves it off: container.enabled false).
+NAMES = sorted(name for name, config in CONFIGS.items() if config.container.enabled)
 # The environment variable names that would mean a secret in plain text.
 _SECRET_NAMES = re.compile(r"PASSWORD|TOKEN|API_KEY$|SECRET(?!_ARN$)")
 
@@ -201,11 +203,20 @@ def test_flow_logs_capture_all_traffic_to_an_encrypted_group(synth: Synthesized,
 
 
 def _endpoints(template: dict[str, Any], kind: str) -> set[str]:
-    """The AWS services (``sqs``, ``ecr.api``) of the VPC endpoints of ``kind``."""
-    return {
-        str(e["Properties"]["ServiceName"]["Fn::Join"][1][-1]).lstrip(".")
+    """The AWS services (``sqs``, ``ecr.api``) of the VPC endpoints of ``kind``.
+
+    A Join over ``AWS::Region``, or a plain string when the stack has a region (config dr).
+    """
+    names = [
+        e["Properties"]["ServiceName"]
         for e in of_type(template, "AWS::EC2::VPCEndpoint")
         if e["Properties"]["VpcEndpointType"] == kind
+    ]
+    return {
+        str(n["Fn::Join"][1][-1]).lstrip(".")
+        if isinstance(n, dict)
+        else re.sub(r"^com\.amazonaws\.[a-z0-9-]+\.", "", n)
+        for n in names
     }
 
 
@@ -348,8 +359,14 @@ def test_access_logs_go_to_an_encrypted_tls_only_bucket(
     assert "/alb/AWSLogs/" in json.dumps(writers)
     principals = json.dumps([s["Principal"] for s in writers])
     assert "logdelivery.elasticloadbalancing.amazonaws.com" in principals
-    # The region's Elastic Load Balancing account, looked up at deploy time.
-    assert "Fn::FindInMap" in principals
+    # The region's Elastic Load Balancing account: looked up at deploy time, or named at synth
+    # when the stack has a region (config dr).
+    dr = CONFIGS[name].dr
+    if dr is None:
+        assert "Fn::FindInMap" in principals
+    else:
+        elb_account = RegionInfo.get(dr.primary_region).elbv2_account
+        assert f"arn:aws:iam::{elb_account}:root" in principals
     # The bucket policy exists before the load balancer tries to write.
     policy_id = next(
         k
@@ -402,16 +419,20 @@ def test_target_group_checks_healthz_and_drains_within_the_drain_time(
     synth: Synthesized, name: str
 ) -> None:
     container = CONFIGS[name].container
-    target_group = one(
+    target_groups = of_type(
         synth.template(name, "container"), "AWS::ElasticLoadBalancingV2::TargetGroup"
-    )["Properties"]
-    assert target_group["HealthCheckPath"] == TARGET_HEALTH_CHECK_PATH == "/healthz"
-    assert target_group["Port"] == CONTAINER_PORT
-    assert target_group["TargetType"] == "ip"
-    attributes = {a["Key"]: a["Value"] for a in target_group["TargetGroupAttributes"]}
-    delay = int(attributes["deregistration_delay.timeout_seconds"])
-    assert delay <= container.drain_seconds
-    assert delay == container.drain_seconds
+    )
+    # Blue/green (releases.ecs_deployment) deploys into a second, identical group.
+    blue_green = CONFIGS[name].releases.ecs_deployment == "blue_green"
+    assert len(target_groups) == (2 if blue_green else 1)
+    for target_group in (group["Properties"] for group in target_groups):
+        assert target_group["HealthCheckPath"] == TARGET_HEALTH_CHECK_PATH == "/healthz"
+        assert target_group["Port"] == CONTAINER_PORT
+        assert target_group["TargetType"] == "ip"
+        attributes = {a["Key"]: a["Value"] for a in target_group["TargetGroupAttributes"]}
+        delay = int(attributes["deregistration_delay.timeout_seconds"])
+        assert delay <= container.drain_seconds
+        assert delay == container.drain_seconds
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -506,23 +527,54 @@ def test_secrets_arrive_as_ecs_secrets_never_in_the_environment(
         definition = lay.container(task)
         assert not [n for n in _environment(definition) if _SECRET_NAMES.search(n)], task
         secrets = {s["Name"]: s["ValueFrom"] for s in definition.get("Secrets", [])}
+        assert "LLM_API_KEY" not in secrets
         if config.llm.api_key_secret_name is not None:
-            # The serverless stack's secret, by its complete ARN (ECS needs it).
-            owner = secrets.pop("LLM_API_KEY")["Fn::GetStackOutput"]
+            # The serverless stack's secret, read by its complete ARN at run time through the
+            # runtime's cache (not injected at start): a rotated key reaches running tasks.
+            owner = _environment(definition)["LLM_API_KEY_SECRET_ARN"]["Fn::GetStackOutput"]
             assert owner["StackName"] == f"{name}-serverless"
         if task == lay.service_task:
             assert secrets.pop("REDIS_PASSWORD") == {"Ref": auth_secret}
             # Every request but the probes needs this token (runtime/service/auth.py).
             assert secrets.pop("SERVICE_AUTH_TOKEN") == {"Ref": service_token}
         if config.hybrid is not None:
-            # The memory stack's generated credentials, their password field only.
-            password = secrets.pop("MEMORY_DATABASE_PASSWORD")["Fn::Join"][1]
-            assert password[0]["Fn::GetStackOutput"]["StackName"] == f"{name}-memory"
-            assert password[1] == ":password::"
+            # The memory stack's generated credentials, read by their complete ARN at run time
+            # (never injected at start): the hosted rotation's new password reaches running tasks.
+            owner = _environment(definition)["MEMORY_DATABASE_SECRET_ARN"]["Fn::GetStackOutput"]
+            assert owner["StackName"] == f"{name}-memory"
+            assert "MEMORY_DATABASE_PASSWORD" not in secrets
         assert secrets == {}
     # The replication group reads the token through a dynamic reference at deploy time.
     token = json.dumps(lay.props(lay.cache)["AuthToken"])
     assert "{{resolve:secretsmanager:" in token and auth_secret in token
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in NAMES if CONFIGS[n].llm.api_key_secret_name is not None]
+)
+def test_only_the_task_roles_read_the_llm_key_and_only_that_secret(
+    layouts: dict[str, Layout], name: str
+) -> None:
+    # The runtime reads the key itself (rotation reaches running tasks), so the task role, not
+    # the execution role, gets GetSecretValue on it and Decrypt through Secrets Manager only.
+    lay = layouts[name]
+    for task in (lay.service_task, lay.worker_task):
+        arn = _environment(lay.container(task))["LLM_API_KEY_SECRET_ARN"]
+        task_role = lay.statements(lay.role_of(task, "TaskRoleArn"))
+        execution_role = lay.statements(lay.role_of(task, "ExecutionRoleArn"))
+        reads = [
+            resource
+            for s in task_role
+            if "secretsmanager:GetSecretValue" in as_list(s["Action"])
+            for resource in as_list(s["Resource"])
+        ]
+        assert [resource for resource in reads if resource == arn] == [arn], task
+        decrypt = [s for s in task_role if as_list(s["Action"]) == ["kms:Decrypt"]]
+        assert any(
+            s["Condition"]["StringEquals"]["kms:EncryptionContext:SecretARN"] == arn
+            for s in decrypt
+        ), task
+        assert not [s for s in execution_role if s.get("Resource") == arn], task
 
 
 # --- the session cache ----------------------------------------------------------------------------
@@ -620,7 +672,13 @@ def test_service_scales_on_cpu_memory_requests_and_schedule(
     tracked = {}
     for policy in _policies(lay.template, target_id):
         configuration = policy["TargetTrackingScalingPolicyConfiguration"]
-        metric = configuration["PredefinedMetricSpecification"]["PredefinedMetricType"]
+        if "PredefinedMetricSpecification" in configuration:
+            metric = configuration["PredefinedMetricSpecification"]["PredefinedMetricType"]
+        else:
+            # Blue/green: the same requests per target, summed over both target groups (metric
+            # math; tests/infra/test_releases.py checks the expression).
+            assert "RequestCountPerTarget" in str(configuration["CustomizedMetricSpecification"])
+            metric = "ALBRequestCountPerTarget"
         tracked[metric] = configuration["TargetValue"]
     assert tracked == {
         "ECSServiceAverageCPUUtilization": service.cpu_target_percent,
@@ -705,11 +763,23 @@ def test_each_role_gets_only_what_it_uses(layouts: dict[str, Layout], name: str)
         actions = as_list(statement["Action"])
         assert not any(a == "*" or a.endswith(":*") for a in actions), actions
         if as_list(statement["Resource"]) == ["*"]:
-            assert actions == ["ecr:GetAuthorizationToken"], actions
+            # ECR's token, and blue/green's load balancer reads (releases.ecs_deployment): the
+            # only actions here without resource-level permissions.
+            assert actions == ["ecr:GetAuthorizationToken"] or all(
+                a.startswith("elasticloadbalancing:Describe") for a in actions
+            ), actions
 
-    # The service: the model (Bedrock) and nothing else; sessions are in Redis, keys injected.
+    # The LLM key and the memory database's credentials, read by the runtime itself (rotation
+    # reaches running tasks): the secrets a task role reads
+    # (test_only_the_task_roles_read_the_llm_key_and_only_that_secret, test_db_rotation.py).
+    reads_secrets = (
+        {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "kms:Decrypt"}
+        if config.llm.api_key_secret_name or config.hybrid is not None
+        else set()
+    )
+    # The service: the model and its key, nothing else; sessions are in Redis, the rest injected.
     service = lay.statements(lay.role_of(lay.service_task, "TaskRoleArn"))
-    assert _actions(service) == (bedrock if uses_bedrock else set()) | embeds
+    assert _actions(service) == (bedrock if uses_bedrock else set()) | embeds | reads_secrets
 
     worker = lay.statements(lay.role_of(lay.worker_task, "TaskRoleArn"))
     worker_actions = _actions(worker)
@@ -718,7 +788,10 @@ def test_each_role_gets_only_what_it_uses(layouts: dict[str, Layout], name: str)
         "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
         "sqs:SendMessage", "ecs:UpdateTaskProtection",
     } <= worker_actions  # fmt: skip
-    assert not {a for a in worker_actions if a.startswith(("secretsmanager:", "iam:", "s3:"))}
+    assert not {a for a in worker_actions if a.startswith(("iam:", "s3:"))}
+    assert {a for a in worker_actions if a.startswith("secretsmanager:")} == {
+        a for a in reads_secrets if a.startswith("secretsmanager:")
+    }
     assert (worker_actions & bedrock) == (bedrock if uses_bedrock else set()) | embeds
     [protection] = [s for s in worker if s["Action"] == "ecs:UpdateTaskProtection"]
     [cluster] = ids_of_type(lay.template, "AWS::ECS::Cluster")
@@ -741,10 +814,9 @@ def test_each_role_gets_only_what_it_uses(layouts: dict[str, Layout], name: str)
             if "secretsmanager:GetSecretValue" in s["Action"]
             for resource in as_list(s["Resource"])
         ]
+        # Not the memory database's credentials: the task role reads those (they rotate).
         expected = [
-            *(["PublishOutputRefLlmApiKey"] if config.llm.api_key_secret_name else []),
             *(["SessionCacheAuthToken", "ServiceAuthToken"] if task == lay.service_task else []),
-            *(["PublishOutputRefVectorStoreCredentials"] if config.hybrid is not None else []),
         ]
         assert len(secrets) == len(expected), task
         assert all(any(e in s for s in secrets) for e in expected), secrets
@@ -790,12 +862,13 @@ def test_prod_snapshots_its_cache_and_dev_does_not(synth: Synthesized) -> None:
         cache = one(synth.template(name, "container"), "AWS::ElastiCache::ReplicationGroup")
         return str(cache["DeletionPolicy"])
 
-    assert (policy("agent-prod"), policy("agent-dev")) == ("Snapshot", "Delete")
+    assert (policy("agent-prod"), policy("agent-hybrid")) == ("Snapshot", "Delete")
 
 
 def test_the_container_stack_depends_on_the_stacks_it_reads(synth: Synthesized) -> None:
     manifest = json.loads((synth.outdir / "manifest.json").read_text())
-    for name, config in CONFIGS.items():
+    for name in NAMES:
+        config = CONFIGS[name]
         dependencies = manifest["artifacts"][f"{name}-container"].get("dependencies", [])
         assert f"{name}-async" in dependencies
         assert (f"{name}-serverless" in dependencies) is (
@@ -815,7 +888,8 @@ def test_outputs(synth: Synthesized, name: str) -> None:
 
 
 def test_the_image_is_staged_at_synth_and_built_at_deploy(synth: Synthesized) -> None:
-    for name, config in CONFIGS.items():
+    for name in NAMES:
+        config = CONFIGS[name]
         assets = json.loads((synth.outdir / f"{name}-container.assets.json").read_text())
         images = assets.get("dockerImages", {})
         image = json.dumps([lay_container["Image"] for lay_container in _containers(synth, name)])
@@ -875,11 +949,15 @@ def test_every_container_gets_the_environment_the_runtime_validates(
         "LLM_API_KEY": "placeholder",
         "REDIS_PASSWORD": "placeholder",
         "SERVICE_AUTH_TOKEN": "placeholder-token-0123456789",
-        "MEMORY_DATABASE_PASSWORD": "placeholder",
     }
+    # A secret's ARN is a cross-stack reference here; the settings check its shape.
+    secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:placeholder-AbCdEf"
 
     def environment(definition: dict[str, Any]) -> dict[str, str]:
-        plain = {key: _plain(value) for key, value in _environment(definition).items()}
+        plain = {
+            key: secret_arn if key.endswith("_SECRET_ARN") else _plain(value)
+            for key, value in _environment(definition).items()
+        }
         secrets = {s["Name"]: injected[s["Name"]] for s in definition.get("Secrets", [])}
         return {**plain, **secrets}
 
@@ -889,8 +967,9 @@ def test_every_container_gets_the_environment_the_runtime_validates(
     assert runtime.session_store == "redis"
     assert runtime.redis_url is not None and runtime.redis_url.startswith("rediss://")
     assert runtime.redis_password is not None
-    assert (runtime.llm_api_key is None) is (config.llm.api_key_secret_name is None)
-    assert runtime.llm_api_key_secret_arn is None  # injected, not read at run time
+    # Read at run time by ARN through the key cache, never injected: rotation reaches the task.
+    assert runtime.llm_api_key is None
+    assert (runtime.llm_api_key_secret_arn is None) is (config.llm.api_key_secret_name is None)
     assert service.port == CONTAINER_PORT
     assert service.ws_heartbeat_seconds == container.ws_heartbeat_seconds
     assert service.lb_idle_timeout_seconds == container.alb_idle_timeout_seconds
@@ -928,6 +1007,8 @@ def test_every_container_gets_the_environment_the_runtime_validates(
             assert memory.embedding_model == config.hybrid.memory.embedding_model
             assert memory.embedding_dimensions == config.hybrid.memory.embedding_dimensions
             assert memory.session_ttl_seconds == config.session.ttl_seconds
+            assert memory.memory_database_password is None
+            assert memory.memory_database_secret_arn == secret_arn
 
 
 # --- constructs on a bare stack -------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from config.model import DeploymentConfig, OperationsConfig
-from constructs.secure_defaults import COST_ALERT_PUBLISHERS
+from constructs.secure_defaults import ALERT_TOPIC_PUBLISHERS
 from tests.infra.cfn import of_type, one
 from tests.infra.conftest import Synthesized, all_configs
 
@@ -131,13 +131,13 @@ def test_topic_is_encrypted_and_only_cost_services_of_this_account_publish(
     this_account = {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
     [key_grant] = _service_statements(key["KeyPolicy"])
-    assert sorted(key_grant["Principal"]["Service"]) == sorted(COST_ALERT_PUBLISHERS)
+    assert sorted(key_grant["Principal"]["Service"]) == sorted(ALERT_TOPIC_PUBLISHERS)
     assert sorted(key_grant["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
     assert key_grant["Condition"] == this_account
 
     statements = one(template, "AWS::SNS::TopicPolicy")["Properties"]["PolicyDocument"]["Statement"]
     [publish] = _service_statements({"Statement": statements})
-    assert sorted(publish["Principal"]["Service"]) == sorted(COST_ALERT_PUBLISHERS)
+    assert sorted(publish["Principal"]["Service"]) == sorted(ALERT_TOPIC_PUBLISHERS)
     assert publish["Action"] == "sns:Publish"
     assert publish["Resource"] == _topic_ref(template)
     assert publish["Condition"] == this_account

@@ -1,9 +1,9 @@
 """The hybrid architecture's stacks, asserted directly: network, agent memory, who reaches what.
 
 Each compute piece gets only the state access it needs: the container service and worker reach
-the vector store (5432 from their security groups, the password through ECS, the embedding
-model), and nothing else does: the Lambda functions are outside the VPC and reference nothing of
-the memory stack.
+the vector store (5432 from their security groups, the password read from its secret by ARN,
+the embedding model), and nothing else does: the Lambda functions are outside the VPC and
+reference nothing of the memory stack.
 """
 
 from __future__ import annotations
@@ -51,6 +51,12 @@ def _stack_outputs_read(template: dict[str, Any]) -> set[str]:
     return found
 
 
+def _alert_topic_stack(name: str) -> set[str]:
+    """The cost stack, whose alert topic every alarm notifies (the memory stack's rotation alarm
+    too), when the config has operations; it reads no other stack, so no cycle."""
+    return {f"{name}-cost"} if CONFIGS[name].operations is not None else set()
+
+
 def _output_name(template: dict[str, Any], logical_id: str, attribute: str | None) -> str:
     """The name of ``template``'s output that publishes ``logical_id`` (Ref or GetAtt)."""
     value: Any = (
@@ -89,7 +95,7 @@ def test_references_run_one_way(synth: Synthesized, name: str) -> None:
     network, memory = synth.template(name, "network"), synth.template(name, "memory")
     container = synth.template(name, "container")
     assert _stack_outputs_read(network) == set()
-    assert _stack_outputs_read(memory) == {f"{name}-network"}
+    assert _stack_outputs_read(memory) == {f"{name}-network"} | _alert_topic_stack(name)
     assert {f"{name}-network", f"{name}-memory"} <= _stack_outputs_read(container)
     # The container stack builds no VPC of its own when the network stack has one.
     assert of_type(container, "AWS::EC2::VPC") == []
@@ -165,7 +171,8 @@ def test_the_store_admits_only_the_service_and_worker_on_5432(
     synth: Synthesized, name: str
 ) -> None:
     memory, container = synth.template(name, "memory"), synth.template(name, "container")
-    [store_group] = ids_of_type(memory, "AWS::EC2::SecurityGroup")
+    [cluster] = of_type(memory, "AWS::RDS::DBCluster")
+    [store_group] = [g["Fn::GetAtt"][0] for g in cluster["Properties"]["VpcSecurityGroupIds"]]
     group = memory["Resources"][store_group]["Properties"]
     # Nothing inline: no ingress, and egress only CDK's "disallow all" placeholder.
     assert "SecurityGroupIngress" not in group
@@ -189,6 +196,14 @@ def test_the_store_admits_only_the_service_and_worker_on_5432(
     assert sorted(r["SourceSecurityGroupId"]["Fn::GetAtt"][0] for r in ingress) == sorted(
         task_groups
     )
+    # Inside the memory stack, only the password rotation's function (test_db_rotation.py).
+    local = [
+        rule["Properties"]["SourceSecurityGroupId"]["Fn::GetAtt"][0]
+        for rule in of_type(memory, "AWS::EC2::SecurityGroupIngress")
+        if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [store_group, "GroupId"]}
+    ]
+    assert len(local) == (_hybrid(name).memory.credentials_rotation_days is not None)
+    assert all("RotationSecurityGroup" in source for source in local)
     for rule in ingress:
         assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == (
             "tcp",
@@ -201,7 +216,9 @@ def test_the_store_admits_only_the_service_and_worker_on_5432(
 
 
 @pytest.mark.parametrize("name", HYBRID)
-def test_only_the_task_execution_roles_read_the_store_secret(synth: Synthesized, name: str) -> None:
+def test_only_the_task_roles_read_the_store_secret(synth: Synthesized, name: str) -> None:
+    # The runtime reads the password itself, by ARN (it rotates): the task roles, not the
+    # execution roles, get GetSecretValue, and Decrypt only through Secrets Manager for it.
     memory, container = synth.template(name, "memory"), synth.template(name, "container")
     [attachment] = ids_of_type(memory, "AWS::SecretsManager::SecretTargetAttachment")
     secret_output = _output_name(memory, attachment, None)
@@ -220,15 +237,24 @@ def test_only_the_task_execution_roles_read_the_store_secret(synth: Synthesized,
                     readers.setdefault(stack_name, []).extend(roles)
                 if _reads_output(statement["Resource"], f"{name}-memory", key_output):
                     assert statement["Action"] == "kms:Decrypt"
-                    assert "kms:ViaService" in statement["Condition"]["StringEquals"]
-    assert list(readers) == [f"{name}-container"]
-    execution_roles = {
-        task["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0]
+                    condition = statement["Condition"]["StringEquals"]
+                    assert "kms:ViaService" in condition
+                    assert _reads_output(
+                        condition["kms:EncryptionContext:SecretARN"],
+                        f"{name}-memory",
+                        secret_output,
+                    )
+                    decrypters = [r["Ref"] for r in policy["Properties"]["Roles"]]
+                    readers.setdefault(f"{stack_name} decrypt", []).extend(decrypters)
+    assert sorted(readers) == [f"{name}-container", f"{name}-container decrypt"]
+    task_roles = {
+        task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
         for task in of_type(container, "AWS::ECS::TaskDefinition")
     }
-    assert set(readers[f"{name}-container"]) == execution_roles
+    assert set(readers[f"{name}-container"]) == task_roles
+    assert set(readers[f"{name}-container decrypt"]) == task_roles
     # The memory stack itself grants nobody outside it (its key policy names no role).
-    assert _stack_outputs_read(memory) == {f"{name}-network"}
+    assert _stack_outputs_read(memory) == {f"{name}-network"} | _alert_topic_stack(name)
 
 
 @pytest.mark.parametrize("name", HYBRID)
@@ -259,8 +285,11 @@ def test_the_tasks_get_the_memory_contract(synth: Synthesized, name: str) -> Non
         assert parts[2] == f":{MEMORY_PORT}/{hybrid.memory.database_name}?sslmode=require"
         assert environment["MEMORY_DATABASE_USER"] == MEMORY_ADMIN_USER
         assert "@" not in json.dumps(parts)
-        secrets = {s["Name"]: s["ValueFrom"] for s in definition["Secrets"]}
-        assert secrets["MEMORY_DATABASE_PASSWORD"]["Fn::Join"][1][-1] == ":password::"
+        # The password is read at run time from the secret, by its complete ARN (it rotates).
+        secrets = {s["Name"] for s in definition.get("Secrets", [])}
+        assert "MEMORY_DATABASE_PASSWORD" not in secrets
+        owner = environment["MEMORY_DATABASE_SECRET_ARN"]["Fn::GetStackOutput"]
+        assert owner["StackName"] == f"{name}-memory"
 
 
 @pytest.mark.parametrize("name", HYBRID)
@@ -307,6 +336,8 @@ def _memory_template(config: DeploymentConfig) -> dict[str, Any]:
         config=config,
         vpc=vpc,
         subnets=ec2.SubnetSelection(subnet_group_name="data"),
+        # Routing is not what these tests look at: the rotation function may sit in the same tier.
+        rotation_subnets=ec2.SubnetSelection(subnet_group_name="data"),
         env=env,
     )
     template: dict[str, Any] = app.synth().get_stack_by_name(stack.stack_name).template
@@ -361,19 +392,30 @@ def test_a_paused_store_needs_min_acu_zero() -> None:
 
 def test_memory_environment_refuses_credentials_in_the_url() -> None:
     config = CONFIGS[HYBRID[0]]
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:memory-AbCdEf"
     with pytest.raises(ValueError, match="database_url must not carry credentials"):
-        memory_environment(config, database_url="postgresql://u:p@host:5432/db", database_user="u")
+        memory_environment(
+            config,
+            database_url="postgresql://u:p@host:5432/db",
+            database_user="u",
+            secret_arn=arn,
+        )
     environment = memory_environment(
-        config, database_url="postgresql://host:5432/db", database_user="agent"
+        config, database_url="postgresql://host:5432/db", database_user="agent", secret_arn=arn
     )
     assert environment["MEMORY_DATABASE_URL"] == "postgresql://host:5432/db"
     assert environment["MEMORY_DATABASE_USER"] == "agent"
+    assert environment["MEMORY_DATABASE_SECRET_ARN"] == arn
+    assert "MEMORY_DATABASE_PASSWORD" not in environment
 
 
 def test_memory_environment_needs_a_hybrid_config() -> None:
     with pytest.raises(ValueError, match="the config has no hybrid section"):
         memory_environment(
-            CONFIGS[NOT_HYBRID[0]], database_url="postgresql://host:5432/db", database_user="u"
+            CONFIGS[NOT_HYBRID[0]],
+            database_url="postgresql://host:5432/db",
+            database_user="u",
+            secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:memory-AbCdEf",
         )
 
 

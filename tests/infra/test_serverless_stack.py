@@ -9,17 +9,36 @@ from typing import Any
 import pytest
 
 from config.model import API_GATEWAY_INTEGRATION_TIMEOUT_SECONDS
-from tests.infra.cfn import as_list, of_type, one, policy_statements
+from tests.infra.cfn import (
+    TABLE_TYPES,
+    as_list,
+    of_type,
+    one,
+    one_table,
+    policy_statements,
+    table_properties,
+)
 from tests.infra.conftest import REPO_ROOT, Synthesized, all_configs
 
 CONFIGS = {c.name: c for c in all_configs()}
 NAMES = sorted(CONFIGS)
+AGENT_HANDLER = "runtime.handlers.serverless_api.lambda_handler"
+
+
+def _without_rotation(template: dict[str, Any]) -> dict[str, Any]:
+    """The stack without config rotation's function and its parts (tests/rotation covers them)."""
+    resources = {
+        logical_id: resource
+        for logical_id, resource in template["Resources"].items()
+        if "LlmKeyRotation" not in logical_id
+    }
+    return {**template, "Resources": resources}
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_session_table_ttl_pitr_encryption(synth: Synthesized, name: str) -> None:
-    table = one(synth.template(name), "AWS::DynamoDB::Table")
-    props = table["Properties"]
+    # A Table, or with config dr a GlobalTable (its replicas: tests/infra/test_dr.py).
+    props = table_properties(one_table(synth.template(name)))
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
@@ -33,26 +52,26 @@ def test_stateful_resources_follow_the_removal_policy(synth: Synthesized, name: 
     template = synth.template(name)
     retain = CONFIGS[name].removal_policy == "retain"
     expected = "Retain" if retain else "Delete"
-    stateful = ["AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::Logs::LogGroup"]
+    stateful = [*TABLE_TYPES, "AWS::KMS::Key", "AWS::Logs::LogGroup"]
     if CONFIGS[name].llm.api_key_secret_name:
         stateful.append("AWS::SecretsManager::Secret")
     for resource_type in stateful:
         for resource in of_type(template, resource_type):
             assert resource["DeletionPolicy"] == expected, resource_type
             assert resource["UpdateReplacePolicy"] == expected, resource_type
-    table = one(template, "AWS::DynamoDB::Table")
-    assert table["Properties"].get("DeletionProtectionEnabled", False) is retain
+    table = table_properties(one_table(template))
+    assert table.get("DeletionProtectionEnabled", False) is retain
 
 
 def test_prod_retains_and_dev_destroys(synth: Synthesized) -> None:
-    assert one(synth.template("agent-prod"), "AWS::DynamoDB::Table")["DeletionPolicy"] == "Retain"
-    assert one(synth.template("agent-dev"), "AWS::DynamoDB::Table")["DeletionPolicy"] == "Delete"
+    assert one_table(synth.template("agent-prod"))["DeletionPolicy"] == "Retain"
+    assert one_table(synth.template("agent-dev"))["DeletionPolicy"] == "Delete"
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_function_shape(synth: Synthesized, name: str) -> None:
     config = CONFIGS[name]
-    fn = one(synth.template(name), "AWS::Lambda::Function")["Properties"]
+    fn = one(_without_rotation(synth.template(name)), "AWS::Lambda::Function")["Properties"]
     assert fn["Runtime"] == "python3.14"
     assert fn["Architectures"] == ["arm64"]
     assert fn["Timeout"] == config.lambda_.timeout_seconds
@@ -67,7 +86,7 @@ def test_function_shape(synth: Synthesized, name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_log_groups_have_retention_and_encryption(synth: Synthesized, name: str) -> None:
-    groups = of_type(synth.template(name), "AWS::Logs::LogGroup")
+    groups = of_type(_without_rotation(synth.template(name)), "AWS::Logs::LogGroup")
     assert len(groups) == 2  # function logs and API access logs
     for group in groups:
         assert group["Properties"]["RetentionInDays"] == CONFIGS[name].logs.retention_days
@@ -76,7 +95,7 @@ def test_log_groups_have_retention_and_encryption(synth: Synthesized, name: str)
 
 @pytest.mark.parametrize("name", NAMES)
 def test_provisioned_concurrency_on_the_live_alias(synth: Synthesized, name: str) -> None:
-    alias = one(synth.template(name), "AWS::Lambda::Alias")["Properties"]
+    alias = one(_without_rotation(synth.template(name)), "AWS::Lambda::Alias")["Properties"]
     assert alias["Name"] == "live"
     wanted = CONFIGS[name].lambda_.provisioned_concurrency
     got = alias.get("ProvisionedConcurrencyConfig", {}).get("ProvisionedConcurrentExecutions")
@@ -101,7 +120,12 @@ def test_api_stage_throttling_logging_tracing(synth: Synthesized, name: str) -> 
 def test_every_method_is_authorized_and_validated(synth: Synthesized, name: str) -> None:
     template = synth.template(name)
     api_keys = CONFIGS[name].api.auth == "api_key"
-    methods = of_type(template, "AWS::ApiGateway::Method")
+    # Without the mock GET /healthz of config dr.domain (Route 53's; tests/infra/test_dr.py).
+    methods = [
+        m
+        for m in of_type(template, "AWS::ApiGateway::Method")
+        if m["Properties"]["Integration"]["Type"] != "MOCK"
+    ]
     assert {m["Properties"]["HttpMethod"] for m in methods} == {"GET", "POST"}
     for method in methods:
         props = method["Properties"]
@@ -137,8 +161,13 @@ def test_no_secret_value_anywhere_in_the_template(synth: Synthesized, name: str)
     text = json.dumps(template)
     assert '"SecretString"' not in text  # a literal value; GenerateSecretString is fine
     assert not re.search(r"sk-[A-Za-z0-9]{8,}", text)  # the shape of an OpenAI-style key
+    for fn in of_type(template, "AWS::Lambda::Function"):
+        variables = fn["Properties"].get("Environment", {}).get("Variables", {})
+        # Keys travel as secret ARNs; ROTATION_KEY_NAME_PREFIX names the keys it issues.
+        named = [k for k in variables if "KEY" in k and not k.endswith("_SECRET_ARN")]
+        assert named in ([], ["ROTATION_KEY_NAME_PREFIX"]), named
+    template = _without_rotation(template)
     env = one(template, "AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
-    assert not any("KEY" in k and not k.endswith("_SECRET_ARN") for k in env)
     if CONFIGS[name].llm.api_key_secret_name:
         secret = one(template, "AWS::SecretsManager::Secret")["Properties"]
         assert "GenerateSecretString" in secret  # a placeholder, never a literal value
@@ -180,7 +209,7 @@ def test_iam_actions_are_scoped(synth: Synthesized, name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_function_role_has_no_managed_policies(synth: Synthesized, name: str) -> None:
     roles = [
-        r for r in of_type(synth.template(name), "AWS::IAM::Role")
+        r for r in of_type(_without_rotation(synth.template(name)), "AWS::IAM::Role")
         if "lambda.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
     ]  # fmt: skip
     [role] = roles
@@ -192,6 +221,8 @@ def test_alarms_from_config(synth: Synthesized, name: str) -> None:
     alarms = {
         a["Properties"]["MetricName"]: a["Properties"]
         for a in of_type(synth.template(name), "AWS::CloudWatch::Alarm")
+        # config dr's replication alarm follows the RPO instead (tests/infra/test_dr.py).
+        if a["Properties"]["MetricName"] != "ReplicationLatency"
     }
     config = CONFIGS[name].alarms
     assert alarms["Errors"]["Threshold"] == config.errors_per_period
@@ -207,7 +238,7 @@ def test_alarms_from_config(synth: Synthesized, name: str) -> None:
 def test_outputs_and_tags(synth: Synthesized, name: str) -> None:
     template = synth.template(name)
     assert {"ApiUrl", "SessionTableName"} <= set(template["Outputs"])
-    table = one(template, "AWS::DynamoDB::Table")["Properties"]
+    table = table_properties(one_table(template))
     tags = {t["Key"]: t["Value"] for t in table["Tags"]}
     assert tags == CONFIGS[name].tags
 
@@ -221,7 +252,17 @@ def test_dev_and_prod_differ_only_through_config_values(synth: Synthesized) -> N
         for logical_id, resource in template["Resources"].items():
             generic = logical_id.replace(name.replace("-", ""), "<name>")
             generic = re.sub(r"(Deployment|CurrentVersion)[0-9A-Fa-f]+$", r"\1", generic)
-            shapes.add((re.sub(r"[0-9A-F]{8}", "", generic), resource["Type"]))
+            # config dr (prod): the same table, global, and its replication alarm.
+            if "ReplicationLatencyAlarm" in generic:
+                continue
+            # config observability.dashboards, waf and rotation (prod): the pattern's
+            # dashboard, the web ACL's association, the key rotation function and its parts.
+            if resource["Type"] in ("AWS::CloudWatch::Dashboard", "AWS::WAFv2::WebACLAssociation"):
+                continue
+            if "LlmKeyRotation" in generic:
+                continue
+            kind = resource["Type"].replace("::GlobalTable", "::Table")
+            shapes.add((re.sub(r"[0-9A-F]{8}", "", generic), kind))
         return shapes
 
     assert shape(dev, "agent-dev") == shape(prod, "agent-prod")

@@ -12,11 +12,26 @@ from config.loader import load_config_file
 from config.model import HybridConfig, MemoryConfig
 from tests.unit.test_config import (
     assert_one_problem_naming,
-    base,
     merged,
     problems_for,
     write,
 )
+from tests.unit.test_config import base as dev_base
+
+
+def base() -> dict[str, Any]:
+    """dev.yaml with the container pattern on, which the hybrid architecture builds on."""
+    return merged(dev_base(), {"container": {"enabled": True}})
+
+
+def test_hybrid_needs_the_container_pattern(tmp_path: Path) -> None:
+    (problem,) = problems_for(
+        tmp_path, merged(base(), {"container": {"enabled": False}, "hybrid": {}})
+    )
+    assert (
+        "hybrid needs the container pattern (the front door routes WebSockets and the vector "
+        "store's clients are the container tasks): set container.enabled: true"
+    ) in problem
 
 
 def test_the_hybrid_profile_builds_the_hybrid_architecture() -> None:

@@ -25,7 +25,9 @@ def test_committed_profiles_have_cost_alerts_filtered_by_their_environment_tag()
 
 
 def test_a_config_without_operations_has_no_cost_alerts(tmp_path: Path) -> None:
-    config = load_config_file(write(tmp_path, merged(base(), {"operations": None})))
+    # observability too: dev's cost-per-hour alarm needs the operations topic.
+    change = {"operations": None, "observability": None}
+    config = load_config_file(write(tmp_path, merged(base(), change)))
     assert config.operations is None
     assert config.cost_filter is None
 
