@@ -10,8 +10,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON_DIRS = [
-    "app.py", "config", "constructs", "stacks", "runtime", "k8s", "costs", "tests", "bench",
-    "scripts",
+    "app.py", "config", "constructs", "stacks", "runtime", "k8s", "costs", "scaling", "tests",
+    "bench", "scripts",
 ]  # fmt: skip
 
 
