@@ -10,6 +10,8 @@ secret ARNs) come in as arguments, CDK tokens included.
 
 from __future__ import annotations
 
+from functools import cache
+
 from config.model import DeploymentConfig, InboundSignatureConfig
 
 _DEFAULT_TOLERANCE_SECONDS = InboundSignatureConfig.model_fields["tolerance_seconds"].default
@@ -219,8 +221,13 @@ def usage_environment(config: DeploymentConfig) -> dict[str, str]:
     return environment
 
 
+@cache
 def model_token_prices(model_id: str) -> tuple[float, float] | None:
-    """(input, output) USD per million tokens of ``model_id`` from costs/prices.yaml, or None."""
+    """(input, output) USD per million tokens of ``model_id`` from costs/prices.yaml, or None.
+
+    Cached: every stack of every config asks for its model's prices, and the table is one file
+    that does not change during a synth.
+    """
     # Imported here: the price table is read only by the stacks that emit usage metrics.
     from costs.estimate import PriceError, load_prices
 

@@ -117,23 +117,17 @@ class LambdaReleases(Construct):
             raise ValueError(f"LambdaReleases.add: {release_id!r} was added already")
         self._aliases.add(alias.node.path)
         props = self._props
-        errors = alias.metric_errors(period=props.period, statistic="Sum").create_alarm(
-            self,
+        errors = self._rollback_alarm(
             f"{release_id}Errors",
-            threshold=props.errors_per_period,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            alarm_description=f"{what}: errors on the live alias; rolls a deployment back",
+            alias.metric_errors(period=props.period, statistic="Sum"),
+            props.errors_per_period,
+            f"{what}: errors on the live alias; rolls a deployment back",
         )
-        p99 = alias.metric_duration(period=props.period, statistic="p99").create_alarm(
-            self,
+        p99 = self._rollback_alarm(
             f"{release_id}P99Duration",
-            threshold=props.p99_duration_ms,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            alarm_description=f"{what}: p99 duration on the live alias; rolls a deployment back",
+            alias.metric_duration(period=props.period, statistic="p99"),
+            props.p99_duration_ms,
+            f"{what}: p99 duration on the live alias; rolls a deployment back",
         )
         group = codedeploy.LambdaDeploymentGroup(
             self,
@@ -177,3 +171,17 @@ class LambdaReleases(Construct):
         self.releases[release_id] = release
         self.rollback_alarms += [errors, p99]
         return release
+
+    def _rollback_alarm(
+        self, alarm_id: str, metric: cloudwatch.Metric, threshold: float, description: str
+    ) -> cloudwatch.Alarm:
+        # One period: a canary decides inside its window (see LambdaReleaseProps).
+        return metric.create_alarm(
+            self,
+            alarm_id,
+            threshold=threshold,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            alarm_description=description,
+        )
