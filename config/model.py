@@ -1646,6 +1646,11 @@ class ObservabilityConfig(_Strict):
     # null: no alarm. Needs usage_metrics, the ``operations`` topic to notify, and the model's
     # token prices in costs/prices.yaml.
     cost_per_hour_alarm_usd: float | None = Field(default=None, gt=0, le=1_000_000)
+    # Lambda active tracing records every invocation and botocore forwards its trace header, so
+    # traces cross API Gateway, SQS and the workers without an SDK. True adds the X-Ray SDK in
+    # the functions (a subsegment per AWS call, the ColdStart annotation) at about 0.24 s more
+    # per cold start (runtime/handlers/tracing.py, bench/lambda_cold_start.py).
+    xray_sdk_subsegments: bool = False
 
     @model_validator(mode="after")
     def _alarm_needs_metrics(self) -> ObservabilityConfig:

@@ -22,6 +22,7 @@ from constructs.secure_defaults import (
     POWERTOOLS_LAYER_ACCOUNT,
     POWERTOOLS_LAYER_NAME,
 )
+from runtime.handlers.tracing import ENV_VAR as XRAY_SDK_ENV_VAR
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class AgentFunctionProps:
     encryption_key: kms.IKey
     removal_policy: RemovalPolicy
     powertools_layer_version: int
+    # The X-Ray SDK in the function (runtime/handlers/tracing.py); active tracing either way.
+    xray_sdk: bool = False
 
 
 class AgentFunction(Construct):
@@ -93,6 +96,7 @@ class AgentFunction(Construct):
                 "POWERTOOLS_SERVICE_NAME": props.service_name,
                 "POWERTOOLS_METRICS_NAMESPACE": props.service_name,
                 "POWERTOOLS_LOG_LEVEL": LOG_LEVEL,
+                **({XRAY_SDK_ENV_VAR: "true"} if props.xray_sdk else {}),
                 **props.environment,
             },
             environment_encryption=props.encryption_key,

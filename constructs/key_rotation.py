@@ -70,6 +70,7 @@ class KeyRotationProps:
     log_retention: logs.RetentionDays
     removal_policy: RemovalPolicy
     powertools_layer_version: int
+    xray_sdk: bool = False
 
 
 class KeyRotation(Construct):
@@ -114,6 +115,7 @@ class KeyRotation(Construct):
                 encryption_key=props.encryption_key,
                 removal_policy=props.removal_policy,
                 powertools_layer_version=props.powertools_layer_version,
+                xray_sdk=props.xray_sdk,
             ),
         )
         role = self.function.role
@@ -290,6 +292,7 @@ def key_rotation_props(
         log_retention=log_retention,
         removal_policy=removal_policy,
         powertools_layer_version=config.lambda_.powertools_layer_version,
+        xray_sdk=config.observability.xray_sdk_subsegments,
     )
 
 

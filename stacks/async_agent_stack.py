@@ -246,6 +246,7 @@ class AsyncAgentStack(Stack):
                     encryption_key=data_key,
                     removal_policy=removal,
                     powertools_layer_version=config.lambda_.powertools_layer_version,
+                    xray_sdk=config.observability.xray_sdk_subsegments,
                 ),
             )
 

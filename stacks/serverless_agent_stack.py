@@ -130,6 +130,7 @@ class ServerlessAgentStack(Stack):
                 encryption_key=data_key,
                 removal_policy=removal,
                 powertools_layer_version=config.lambda_.powertools_layer_version,
+                xray_sdk=config.observability.xray_sdk_subsegments,
             ),
         )
         self.agent = agent

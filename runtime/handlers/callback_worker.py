@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 
 from runtime.handlers.sqs_batch import new_processor, partial_batch, remaining_seconds, run_record
+from runtime.handlers.tracing import lambda_tracer
 from runtime.tasks.callbacks import CallbackWorker
 from runtime.tasks.queues import RetryLaterError
 from runtime.tasks.wiring import TaskClients
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
-tracer = Tracer()
+tracer = lambda_tracer()
 metrics = Metrics()
 processor = new_processor()
 # Time kept free after an attempt's HTTP timeout to record its outcome and queue the next one.

@@ -20,7 +20,7 @@ import os
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -32,6 +32,7 @@ from runtime.handlers.http import (
     raw_body,
     register_common_errors,
 )
+from runtime.handlers.tracing import lambda_tracer
 from runtime.llm.types import LLMError, LLMRateLimitedError, LLMTimeoutError
 from runtime.session_store import (
     SessionConflictError,
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
-tracer = Tracer()
+tracer = lambda_tracer()
 metrics = Metrics()
 # Behind the hybrid front door (an HTTP API, payload format 1.0, route ANY /v1/sessions/{proxy+})
 # the path keeps the /v1 the REST API's stage removes; either way the routes below match.

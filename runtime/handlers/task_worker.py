@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 
 from runtime.handlers.sqs_batch import new_processor, partial_batch, remaining_seconds, run_record
+from runtime.handlers.tracing import lambda_tracer
 from runtime.settings import RuntimeSettings
 from runtime.tasks.queues import RetryLaterError
 from runtime.tasks.wiring import TaskClients
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
-tracer = Tracer()
+tracer = lambda_tracer()
 metrics = Metrics()
 processor = new_processor()
 

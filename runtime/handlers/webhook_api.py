@@ -18,7 +18,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -31,6 +31,7 @@ from runtime.handlers.http import (
     raw_body,
     register_common_errors,
 )
+from runtime.handlers.tracing import lambda_tracer
 from runtime.tasks.ingress import TaskRequest, check_idempotency_key, submit_task
 from runtime.tasks.keys import SecretReadError
 from runtime.tasks.schema import TASK_ID_REGEX
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
-tracer = Tracer()
+tracer = lambda_tracer()
 metrics = Metrics()
 app = APIGatewayRestResolver()
 

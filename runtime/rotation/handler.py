@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
+from runtime.handlers.tracing import lambda_tracer
 from runtime.rotation.protocol import KeyRotator, RotationEvent
 from runtime.rotation.settings import RotationSettings, build_rotator
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
-tracer = Tracer()
+tracer = lambda_tracer()
 # The steps log through the standard "runtime.rotation" logger; give it Powertools' JSON format.
 copy_config_to_registered_loggers(source_logger=logger, include={"runtime.rotation"})
 

@@ -393,6 +393,9 @@ def test_xray_traces_the_rest_apis_and_the_agent_functions(
     synth: Synthesized, config_name: str
 ) -> None:
     stages = functions = 0
+    # The X-Ray SDK only where the config asks for it (runtime/handlers/tracing.py).
+    wanted = CONFIGS[config_name].observability.xray_sdk_subsegments
+    sdk = {"AGENT_XRAY_SDK": "true"} if wanted else {}
     for pattern in ("serverless", "async"):
         template = synth.template(config_name, pattern)
         for stage in of_type(template, "AWS::ApiGateway::Stage"):
@@ -403,6 +406,7 @@ def test_xray_traces_the_rest_apis_and_the_agent_functions(
             if "POWERTOOLS_SERVICE_NAME" in variables:
                 functions += 1
                 assert fn["Properties"]["TracingConfig"] == {"Mode": "Active"}
+                assert {k: v for k, v in variables.items() if k == "AGENT_XRAY_SDK"} == sdk
     # Two REST APIs; the agent, ingress, worker and callback functions at least.
     assert stages == 2
     assert functions >= 4
@@ -425,3 +429,9 @@ def test_the_stacks_with_alarms_deploy_after_the_alert_topic(
         for d in cost_dependencies
         if d.startswith(f"{config_name}-") and not d.endswith(".assets")
     ]
+
+
+def test_a_synthesized_config_turns_the_xray_sdk_on() -> None:
+    # Otherwise the environment check above only ever sees the default.
+    turned_on = [n for n, c in CONFIGS.items() if c.observability.xray_sdk_subsegments]
+    assert turned_on == ["agent-variant"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import pytest
@@ -23,11 +23,17 @@ from tests.rotation.conftest import MANUAL_KEY, BeginRotation, admin_settings
 from tests.runtime.conftest import FakeLambdaContext
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 pytestmark = pytest.mark.timeout(30)
 
 ROTATION_FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:llm-key-rotation"
+
+
+def _context(**fields: Any) -> LambdaContext:
+    # The handler is typed for Powertools' LambdaContext; the fake has the fields it reads.
+    return cast("LambdaContext", FakeLambdaContext(**fields))
 
 
 def current_key(sm: SecretsManagerClient, arn: str) -> str:
@@ -47,7 +53,7 @@ def rotation_function(
         error: Exception | None = None
         handler.set_rotator(admin_rotator)
         try:
-            handler.lambda_handler(event, FakeLambdaContext(function_name="llm-key-rotation"))
+            handler.lambda_handler(event, _context(function_name="llm-key-rotation"))
         except Exception as exc:  # a failed step is reported by Lambda, not raised into moto
             error = exc
         finally:
@@ -83,7 +89,7 @@ def test_rotate_secret_runs_the_four_steps_through_the_handler(
 def test_handler_refuses_a_malformed_event() -> None:
     with pytest.raises(Exception, match="unknown rotation step"):
         handler.lambda_handler(
-            {"SecretId": "s", "ClientRequestToken": "t", "Step": "nope"}, FakeLambdaContext()
+            {"SecretId": "s", "ClientRequestToken": "t", "Step": "nope"}, _context()
         )
 
 
