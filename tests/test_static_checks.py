@@ -11,7 +11,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON_DIRS = [
     "app.py", "config", "constructs", "stacks", "runtime", "k8s", "costs", "scaling", "tests",
-    "bench", "scripts",
+    "bench", "scripts", "loadtest",
 ]  # fmt: skip
 
 
