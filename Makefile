@@ -44,11 +44,14 @@ synth: setup
 	npx cdk synth --quiet -c env=all
 	$(PY) -m k8s.main
 
+# One pytest worker per core (pytest-xdist); tests/conftest.py keeps the tests that share the
+# session's CDK synthesis (or its cdk8s synthesis) on one worker, so each runs once.
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadgroup
 
-bench: setup
-	$(PY) bench/synth_and_tests.py
+# Every benchmark, then the table of issue 8's targets (README "Performance"); about 30 minutes.
+bench: setup synth
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.fakes import docker_shim
 from tests.fakes.clock import FakeClock
 from tests.fakes.postgres_server import PostgresServer, running_postgres
 from tests.fakes.redis_server import RedisServer, running_redis
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from tests.infra.conftest import Synthesized
 
 AWS_TEST_REGION = "us-east-1"
+docker_shim.install()
 
 
 @pytest.fixture
@@ -53,3 +55,20 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     from tests.infra.conftest import synthesize_app
 
     return synthesize_app(tmp_path_factory.mktemp("cdk.out"))
+
+
+# Session-scoped work that more than one worker must not repeat when the suite runs in parallel
+# (`make test` runs pytest-xdist with --dist loadgroup): every test that needs one of these
+# fixtures runs on the worker that built it.
+_SHARED_SESSION_FIXTURES = ("synth", "k8s_synth")
+
+
+# tryfirst: xdist's own hook turns the marker into the test id's @group suffix it schedules by.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        for name in _SHARED_SESSION_FIXTURES:
+            if name in fixtures:
+                item.add_marker(pytest.mark.xdist_group(name))
+                break

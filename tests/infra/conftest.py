@@ -2,8 +2,10 @@
 
 The app holds every ``config/*.yaml`` plus ``configs/variant.yaml`` (the options those leave off),
 built by the same ``build_app`` that ``cdk synth`` runs. Asset bundling is skipped (the templates
-do not depend on it: asset hashes come from the source) and CDK's built-in CloudFormation
-validation is off here; ``test_gates.py`` runs the one synthesis that needs it.
+do not depend on it: asset hashes come from the source). CDK's built-in CloudFormation
+validation runs next to cdk-nag, as in ``cdk synth``: ``test_gates.py`` reads the report.
+The session's ``docker`` only records its calls (tests/fakes/docker_shim.py): ``cdk synth``
+must stage the container image's context without running Docker.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class Synthesized:
     app: Any
     templates: dict[str, dict[str, Any]]
     configs: dict[str, Any]
+    # Each call the synthesis made to ``docker`` (one line of arguments per call); none expected.
+    docker_calls: list[str]
 
     def template(self, config_name: str, pattern: str = "serverless") -> dict[str, Any]:
         return self.templates[f"{config_name}-{pattern}"]
@@ -44,12 +48,16 @@ def all_configs() -> list[Any]:
 
 def synthesize_app(outdir: Path) -> Synthesized:
     """The shared synthesis behind the ``synth`` fixture (tests/conftest.py)."""
-    app, assembly = synthesize(outdir, cfn_validation=False)
+    from tests.fakes import docker_shim
+
+    before = docker_shim.calls()
+    app, assembly = synthesize(outdir, cfn_validation=True)
     return Synthesized(
         outdir=outdir,
         app=app,
         templates={stack.stack_name: stack.template for stack in assembly.stacks},
         configs={config.name: config for config in all_configs()},
+        docker_calls=docker_shim.calls()[len(before) :],
     )
 
 

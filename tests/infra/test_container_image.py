@@ -6,10 +6,12 @@ by `cdk deploy`, and everything here reads files.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.metadata
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from constructs.secure_defaults import (
     SERVICE_COMMAND,
     WORKER_COMMAND,
 )
+from tests.fakes import docker_shim
 from tests.infra.conftest import REPO_ROOT, Synthesized
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
@@ -272,30 +275,16 @@ def test_dockerignore_keeps(path: str) -> None:
     assert not _ignored(path), path
 
 
-def test_synth_stages_the_image_without_calling_docker(tmp_path: Path) -> None:
-    """`cdk synth` only copies the build context; Docker runs when `cdk deploy` publishes."""
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    calls = tmp_path / "docker-calls.log"
-    (shim / "docker").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexit 97\n')
-    (shim / "docker").chmod(0o755)
-    environment = {
-        **os.environ,
-        "PATH": f"{shim}{os.pathsep}{os.environ['PATH']}",
-        # The prod config (dev leaves the container pattern off), without Lambda bundling
-        # (which is not what this test is about).
-        "CDK_CONTEXT_JSON": json.dumps({"env": "prod", "aws:cdk:bundling-stacks": []}),
-        "CDK_OUTDIR": str(tmp_path / "out"),
-    }
-    run = subprocess.run(
-        [sys.executable, "app.py"], cwd=REPO_ROOT, env=environment, capture_output=True,
-        text=True, check=False, timeout=600,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert not calls.exists(), calls.read_text()
-    assets = json.loads((tmp_path / "out" / "agent-prod-container.assets.json").read_text())
-    [image] = assets["dockerImages"].values()
-    assert (tmp_path / "out" / image["source"]["directory"] / "Dockerfile").is_file()
+def test_synth_stages_the_image_without_calling_docker(synth: Synthesized) -> None:
+    """`cdk synth` only copies the build context; Docker runs when `cdk deploy` publishes.
+
+    The session's synthesis ran with a ``docker`` first on PATH that records every call
+    (tests/infra/conftest.py)."""
+    assert synth.docker_calls == []
+    for config_name in ("agent-prod", "agent-hybrid"):
+        assets = json.loads((synth.outdir / f"{config_name}-container.assets.json").read_text())
+        [image] = assets["dockerImages"].values()
+        assert (synth.outdir / image["source"]["directory"] / "Dockerfile").is_file()
 
 
 def test_the_staged_context_holds_only_what_the_image_needs(synth: Synthesized) -> None:
@@ -407,3 +396,29 @@ def test_requirements_header_names_the_image_python() -> None:
     version = re.search(r"python:(\d+\.\d+)\.", base_image())
     assert version
     assert f"CPython {version.group(1)} on Linux" in REQUIREMENTS.read_text(encoding="utf-8")
+
+
+def test_the_sessions_docker_records_its_calls_and_fails() -> None:
+    before = docker_shim.calls()
+    run = subprocess.run(["docker", "build", "."], capture_output=True, check=False)
+    assert run.returncode == 97
+    assert docker_shim.calls()[len(before) :] == ["build ."]
+
+
+def test_jsii_started_with_the_sessions_docker_first_on_path(synth: Synthesized) -> None:
+    # jsii's node process keeps the environment it started with: the shim must be in it.
+    children = {
+        int(pid)
+        for task in Path(f"/proc/{os.getpid()}/task").iterdir()
+        for pid in (task / "children").read_text().split()
+    }
+    paths = []
+    for pid in children:
+        with contextlib.suppress(OSError):
+            if b"jsii" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                [path] = [e[5:].decode() for e in environ if e.startswith(b"PATH=")]
+                paths.append(path)
+    assert paths, "no jsii node process under this test process"
+    for path in paths:
+        assert shutil.which("docker", path=path) == str(docker_shim.CALLS.parent / "docker")

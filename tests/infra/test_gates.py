@@ -33,15 +33,11 @@ def _violations(report_file: Path) -> set[tuple[str, str]]:
     }
 
 
-def test_synth_with_cdk_validation_has_no_unacknowledged_violation(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    # The one synthesis with CDK's built-in CloudFormation validation on, next to cdk-nag's packs.
-    outdir = tmp_path_factory.mktemp("validated")
-    synthesize(outdir, cfn_validation=True)
-    report = json.loads((outdir / "validation-report.json").read_text())
+def test_synth_with_cdk_validation_has_no_unacknowledged_violation(synth: Synthesized) -> None:
+    # The session's synthesis runs CDK's built-in CloudFormation validation next to cdk-nag.
+    report = json.loads((synth.outdir / "validation-report.json").read_text())
     assert [p for p in report["pluginReports"] if p.get("conclusion") != "success"] == []
-    assert _violations(outdir / "validation-report.json") == set()
+    assert _violations(synth.outdir / "validation-report.json") == set()
 
 
 def test_every_nag_acknowledgement_hides_a_real_finding(
@@ -81,18 +77,28 @@ def test_every_nag_acknowledgement_hides_a_real_finding(
     assert uncovered == set(), "findings that appear only because acknowledgements were removed"
 
 
-def _checkov(directory: Path) -> dict[str, Any]:
+def _checkov(*directories: Path) -> list[dict[str, Any]]:
+    """checkov's JSON report of each directory; the runs go in parallel (one process each)."""
     if not CHECKOV.exists():
         pytest.fail(f"checkov is not installed at {CHECKOV}; run `make setup`")
-    run = subprocess.run(
-        [str(CHECKOV), "-d", str(directory), "--framework", "cloudformation",
-         "--skip-download", "--output", "json"],
-        capture_output=True, text=True, check=False, timeout=600,
-    )  # fmt: skip
-    assert run.stdout, run.stderr
-    result: Any = json.loads(run.stdout)
-    # One framework yields a dict; several would yield a list.
-    return result if isinstance(result, dict) else result[0]
+    options = ["--framework", "cloudformation", "--skip-download", "--output", "json"]
+    runs = [
+        subprocess.Popen(
+            [str(CHECKOV), "-d", str(directory), *options],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for directory in directories
+    ]
+    reports = []
+    for run in runs:
+        stdout, stderr = run.communicate(timeout=600)
+        assert stdout, stderr
+        result: Any = json.loads(stdout)
+        # One framework yields a dict; several would yield a list.
+        reports.append(result if isinstance(result, dict) else result[0])
+    return reports
 
 
 def _template_files(outdir: Path) -> list[Path]:
@@ -102,7 +108,13 @@ def _template_files(outdir: Path) -> list[Path]:
 
 
 def test_checkov_passes_and_every_skip_is_needed(synth: Synthesized, tmp_path: Path) -> None:
-    real = _checkov(synth.outdir)
+    # The same templates without their checkov skips, checked alongside the real ones.
+    for template_file in _template_files(synth.outdir):
+        template = json.loads(template_file.read_text())
+        for resource in template["Resources"].values():
+            resource.get("Metadata", {}).pop("checkov", None)
+        (tmp_path / template_file.name).write_text(json.dumps(template))
+    real, stripped = _checkov(synth.outdir, tmp_path)
     assert real["summary"]["failed"] == 0, [
         (c["check_id"], c["resource"]) for c in real["results"]["failed_checks"]
     ]
@@ -111,24 +123,26 @@ def test_checkov_passes_and_every_skip_is_needed(synth: Synthesized, tmp_path: P
         assert len(check["check_result"].get("suppress_comment", "")) >= 25, check["check_id"]
 
     # Without the skips, exactly the skipped checks fail.
-    for template_file in _template_files(synth.outdir):
-        template = json.loads(template_file.read_text())
-        for resource in template["Resources"].values():
-            resource.get("Metadata", {}).pop("checkov", None)
-        (tmp_path / template_file.name).write_text(json.dumps(template))
-    stripped = _checkov(tmp_path)
     failed = {(c["check_id"], c["resource"]) for c in stripped["results"]["failed_checks"]}
     assert failed == skipped
 
 
 def test_cfn_lint_is_clean(synth: Synthesized, tmp_path: Path) -> None:
-    files = _template_files(synth.outdir)
-    # W3005 (redundant DependsOn) is produced by CDK itself; nothing else is ignored.
-    run = subprocess.run(
-        [str(CFN_LINT), "--ignore-checks", "W3005", "--", *map(str, files)],
-        capture_output=True, text=True, check=False, timeout=600,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
+    files = [str(f) for f in _template_files(synth.outdir)]
+    # W3005 (redundant DependsOn) is produced by CDK itself; nothing else is ignored. Two
+    # processes, each half of the templates: cfn-lint uses one core.
+    runs = [
+        subprocess.Popen(
+            [str(CFN_LINT), "--ignore-checks", "W3005", "--", *half],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for half in (files[0::2], files[1::2])
+    ]
+    for run in runs:
+        output, _ = run.communicate(timeout=600)
+        assert run.returncode == 0, output
 
 
 def test_checkov_and_cfn_lint_would_catch_a_bad_template(tmp_path: Path) -> None:
@@ -139,7 +153,8 @@ def test_checkov_and_cfn_lint_would_catch_a_bad_template(tmp_path: Path) -> None
         }
     }
     (tmp_path / "bad.template.json").write_text(json.dumps(bad))
-    assert _checkov(tmp_path)["summary"]["failed"] > 0
+    [report] = _checkov(tmp_path)
+    assert report["summary"]["failed"] > 0
     lint = subprocess.run(
         [str(CFN_LINT), "--", str(tmp_path / "bad.template.json")],
         capture_output=True, text=True, check=False,
