@@ -100,13 +100,13 @@ def lambda_targets(result: dict[str, Any]) -> list[Target]:
 
 
 def service_targets(result: dict[str, Any]) -> list[Target]:
-    ratios = result["ratios_to_hello_world"]
+    agent = result["http"]["agent"]
     return [
-        Target("agent endpoint req/s / FastAPI hello-world", ratios["requests_per_second"], 0.8,
-               at_least=True),
-        Target("agent endpoint p99 / FastAPI hello-world p99", ratios["p99"], 1.5),
+        Target("agent endpoint req/s / FastAPI hello-world", agent["requests_per_second_vs_hello"],
+               0.8, at_least=True),
+        Target("agent endpoint p99 / FastAPI hello-world p99", agent["p99_vs_hello"], 1.5),
         Target("agent service RSS with 1,000 idle WebSockets",
-               result["memory_mb"]["with_idle_websockets"], 200, unit=" MB"),
+               result["memory"]["with_idle_websockets_mb"], 200, unit=" MB"),
     ]  # fmt: skip
 
 

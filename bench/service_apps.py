@@ -1,17 +1,31 @@
-"""The three servers the service benchmark compares, each run the same way by uvicorn.
+"""The three servers the service benchmark compares, each run by uvicorn in its own process.
 
 ``python bench/service_apps.py {bare,hello,agent} PORT`` serves one of them on 127.0.0.1 with
 uvloop and httptools, like the container does:
 
 * ``bare``: a raw ASGI app answering a fixed JSON body, the floor;
 * ``hello``: FastAPI answering ``{"hello": "world"}`` from a route, what the framework costs;
-* ``agent``: the real service (``runtime.service.app.create_app``) with an in-memory session
-  store and a model that answers at once, so what is measured is our code, not a model.
+* ``agent``: the real service as production runs it (``python -m runtime.service serve``):
+  ``create_app`` served by :class:`~runtime.service.server.DrainingServer` with
+  :func:`~runtime.service.server.uvicorn_config`, the production defaults of ``ServiceSettings``
+  (bearer token, INFO JSON logs with uvicorn's access line, WebSocket heartbeat), usage metrics
+  (one EMF line per model call) and the process set-up of ``serve``; only the model and the store
+  are stand-ins. The model answers at once, so what is measured is our code, not a model. The
+  store (:class:`SerialisedStore`) keeps each session as the JSON string the Redis and DynamoDB
+  stores write, encoding on save and decoding on read as they do, but in the process and without
+  the network round trip. (The test fake that keeps ``Session`` objects would make the garbage
+  collector walk every session ever created, which no production store does.)
+
+The agent's log lines and metric lines go to stdout, as in a container; ``bench/service.py``
+points stdout at a file, as a log driver would read it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,12 +37,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from runtime.llm.types import LLMResponse, Message, ToolSpec, Usage  # noqa: E402
-from runtime.service.app import create_app  # noqa: E402
+from runtime.observability.usage import MeteredLLM, usage_metrics  # noqa: E402
+from runtime.service.app import create_app, service_state  # noqa: E402
+from runtime.service.server import DrainingServer, uvicorn_config  # noqa: E402
 from runtime.service.settings import ServiceSettings  # noqa: E402
+from runtime.session_store import (  # noqa: E402
+    Session,
+    SessionConflictError,
+    check_expected_version,
+    decode_messages,
+    encode_messages,
+    new_expiry,
+)
 from runtime.settings import RuntimeSettings  # noqa: E402
 from runtime.tools import default_registry  # noqa: E402
 from runtime.wiring import Dependencies  # noqa: E402
-from tests.fakes.memory_store import InMemorySessionStore  # noqa: E402
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -82,7 +105,54 @@ class InstantModel:
         )
 
 
+class SerialisedStore:
+    """Sessions kept as the stored form of the real stores: one JSON string per session.
+
+    The work a step does with the Redis store, minus its round trips: ``save`` checks the version
+    and encodes the conversation (``encode_messages``), ``get`` decodes it. The strings are not
+    objects the garbage collector tracks, as a session in Redis is not in the process at all.
+    """
+
+    def __init__(self, *, ttl_seconds: int) -> None:
+        self._ttl_seconds = ttl_seconds
+        # session id -> (version, created_at, updated_at, expires_at, messages JSON)
+        self._rows: dict[str, tuple[int, int, int, int, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session_id: str) -> Session | None:
+        with self._lock:
+            row = self._rows.get(session_id)
+        if row is None or row[3] <= int(time.time()):
+            return None
+        version, created_at, updated_at, expires_at, body = row
+        return Session(
+            session_id, decode_messages(body), version, created_at, updated_at, expires_at
+        )
+
+    def save(
+        self, session_id: str, messages: Sequence[Message], *, expected_version: int
+    ) -> Session:
+        check_expected_version(expected_version)
+        body = encode_messages(messages)
+        now = int(time.time())
+        with self._lock:
+            row = self._rows.get(session_id)
+            live = row if row is not None and row[3] > now else None
+            if (live[0] if live is not None else 0) != expected_version:
+                raise SessionConflictError(session_id, expected_version)
+            created_at = live[1] if live is not None else now
+            expires_at = new_expiry(now, self._ttl_seconds)
+            self._rows[session_id] = (expected_version + 1, created_at, now, expires_at, body)
+        return Session(
+            session_id, tuple(messages), expected_version + 1, created_at, now, expires_at
+        )
+
+    def ping(self) -> bool:
+        return True
+
+
 def agent() -> FastAPI:
+    """The service as ``python -m runtime.service serve`` builds it, with the stand-ins."""
     settings = RuntimeSettings.model_validate(
         {
             "SESSION_STORE": "redis",  # not used: the store below replaces it
@@ -96,29 +166,45 @@ def agent() -> FastAPI:
             "AGENT_MAX_ITERATIONS": "2",
             "MAX_MESSAGE_CHARS": "8000",
             "MAX_BODY_BYTES": "65536",
+            # On in every config (observability.usage_metrics): one EMF line per model call.
+            "USAGE_METRICS_NAMESPACE": "bench",
+            "USAGE_METRICS_SERVICE": "bench",
+            "LLM_INPUT_PRICE_USD_PER_MILLION": "3",
+            "LLM_OUTPUT_PRICE_USD_PER_MILLION": "15",
         }
     )
-    model = InstantModel()
+    model, metrics = InstantModel(), usage_metrics(settings)
+    assert metrics is not None  # the namespace is set above
+    metered = MeteredLLM(model, metrics)  # what runtime.wiring's factory returns
     deps = Dependencies(
         settings=settings,
-        store=InMemorySessionStore(ttl_seconds=3600),
-        llm_factory=lambda _budget: model,
+        store=SerialisedStore(ttl_seconds=settings.session_ttl_seconds),
+        llm_factory=lambda _budget: metered,
         tools=default_registry(),
     )
-    service = ServiceSettings.model_validate(
-        {
-            "SERVICE_MAX_CONCURRENT_SESSIONS": "5000",
-            "SERVICE_LOG_LEVEL": "WARNING",
-        }
-    )
+    # Production defaults and SERVICE_AUTH_TOKEN from the environment (bench/service.py sets
+    # it), but the session limit: the memory measurement opens 1,000 WebSockets.
+    service = ServiceSettings.from_env({**os.environ, "SERVICE_MAX_CONCURRENT_SESSIONS": "2000"})
     return create_app(deps=deps, settings=service, ready_check=lambda: None)
 
 
+def serve_agent(port: int) -> None:
+    """The service as ``python -m runtime.service serve`` runs it, on 127.0.0.1:``port``."""
+    app = agent()
+    service = service_state(app).settings
+    config = uvicorn_config(app, service, host="127.0.0.1", port=port)
+    DrainingServer(config, freeze_heap=True).run()
+
+
 def main(argv: Sequence[str]) -> int:
+    if len(argv) != 2 or argv[0] not in ("bare", "hello", "agent") or not argv[1].isdigit():
+        print("usage: service_apps.py {bare,hello,agent} PORT", file=sys.stderr)
+        return 2
     which, port = argv[0], int(argv[1])
-    app: Any = {"bare": bare, "hello": hello, "agent": agent}[which]
-    if which != "bare":
-        app = app()
+    if which == "agent":
+        serve_agent(port)
+        return 0
+    app: Any = bare if which == "bare" else hello()
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -129,8 +215,7 @@ def main(argv: Sequence[str]) -> int:
         ws_per_message_deflate=False,
         log_level="warning",
         access_log=False,
-        # Protocol pings off: idle connections must stay idle for the memory measurement.
-        ws_ping_interval=None,
+        server_header=False,
     )
     return 0
 

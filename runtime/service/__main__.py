@@ -81,7 +81,7 @@ def serve(environ: Mapping[str, str]) -> int:
     from runtime.wiring import build_dependencies
 
     app = create_app(deps=build_dependencies(runtime_settings), settings=service_settings)
-    server = DrainingServer(uvicorn_config(app, service_settings))
+    server = DrainingServer(uvicorn_config(app, service_settings), freeze_heap=True)
     server.run()
 
     # Steps whose clients left still run in their threads (they save when done); give them

@@ -154,7 +154,10 @@ class StepStream:
         self._step = step
         self._threads = threads
         self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[AgentEvent | _End] = asyncio.Queue()
+        # No queue when nobody reads the events (an HTTP step): nothing is ever put in it.
+        self._queue: asyncio.Queue[AgentEvent | _End] | None = (
+            asyncio.Queue() if stream_events else None
+        )
         self._max_pending = max_pending_events
         # Guarded by _room: events handed to the loop and not yet taken by the consumer.
         self._pending = 0
@@ -173,6 +176,9 @@ class StepStream:
 
     async def events(self) -> AsyncIterator[AgentEvent]:
         """The step's events in order, ending when the step has finished (either way)."""
+        if self._queue is None:  # stream_events=False: there are none
+            await self._finished.wait()
+            return
         while True:
             item = await self._queue.get()
             if isinstance(item, _End):
@@ -220,12 +226,16 @@ class StepStream:
         self._to_loop(self._finish, result, error)
 
     def _emit(self, event: AgentEvent) -> None:
+        if not self._attached:
+            # Read without the lock: it only ever turns False, and then stays so.
+            return
         with self._room:
             while self._attached and self._pending >= self._max_pending:
                 self._room.wait()
             if not self._attached:
                 return
             self._pending += 1
+        assert self._queue is not None  # attached streams have one
         self._to_loop(self._queue.put_nowait, event)
 
     def _to_loop(self, callback: Callable[..., None], *args: object) -> None:
@@ -241,7 +251,8 @@ class StepStream:
         self._result = result
         self._error = error
         self._finished.set()
-        self._queue.put_nowait(_END)
+        if self._queue is not None:
+            self._queue.put_nowait(_END)
         callbacks, self._on_finished = self._on_finished, []
         for callback in callbacks:
             callback()

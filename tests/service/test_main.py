@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import io
 import json
 import logging
 import subprocess
 import sys
+import threading
+import time
 import types
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,9 +17,16 @@ from pathlib import Path
 import pytest
 
 from runtime.service.__main__ import EXIT_CONFIG_ERROR, main
-from runtime.service.server import JsonFormatter
+from runtime.service.app import create_app
+from runtime.service.server import DrainingServer, JsonFormatter, lean_log_records, uvicorn_config
 from tests.fakes.memory_store import InMemorySessionStore
-from tests.service.conftest import RUNTIME_ENV, script, scripted_dependencies, serve
+from tests.service.conftest import (
+    RUNTIME_ENV,
+    script,
+    scripted_dependencies,
+    serve,
+    service_settings,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,3 +126,57 @@ def test_json_log_records_carry_extras_and_access_fields() -> None:
         200,
     )
     assert "ValueError: boom" in failed_entry["exception"]
+
+
+def test_lean_log_records_leave_the_json_lines_as_they_were(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Restored after the test: lean_log_records changes the whole process's records.
+    monkeypatch.setattr(logging, "_srcfile", logging._srcfile)
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("tests.lean_log_records")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        logger.info("agent step done", extra={"session_id": "s-1", "tools": ["calculator"]})
+        lean_log_records()
+        logger.info("agent step done", extra={"session_id": "s-1", "tools": ["calculator"]})
+    finally:
+        logger.removeHandler(handler)
+
+    before, after = (json.loads(line) for line in buffer.getvalue().splitlines())
+    before.pop("time")
+    after.pop("time")
+    assert after == before
+    assert logging._srcfile is None
+
+
+@pytest.mark.parametrize("freeze_heap", [True, False])
+def test_a_server_freezes_its_heap_before_it_listens_only_when_asked(
+    monkeypatch: pytest.MonkeyPatch, store: InMemorySessionStore, freeze_heap: bool
+) -> None:
+    settings = service_settings()
+    app = create_app(deps=scripted_dependencies(script(), store), settings=settings)
+    config = uvicorn_config(app, settings, host="127.0.0.1", port=0, configure_logging=False)
+    server = DrainingServer(config, freeze_heap=freeze_heap)
+    # How many sockets were listening at each freeze (gc.freeze itself is not called: the test
+    # process's heap stays collectable).
+    listening_at_freeze: list[int] = []
+    monkeypatch.setattr(
+        gc, "freeze", lambda: listening_at_freeze.append(len(getattr(server, "servers", ())))
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.started
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+    assert listening_at_freeze == ([0] if freeze_heap else [])

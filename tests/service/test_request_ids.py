@@ -7,10 +7,12 @@ import dataclasses
 import io
 import json
 import re
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from runtime.observability.correlation import new_request_id
 from runtime.observability.usage import MeteredLLM, TokenPrices, UsageMetrics
 from runtime.service.server import JsonFormatter
 from tests.fakes.logs import json_log_lines
@@ -90,3 +92,13 @@ def test_log_lines_of_a_request_carry_its_id(
     assert records["agent step failed"]["correlation_id"] == "req-log-1"
     # The shutdown belongs to no request.
     assert "correlation_id" not in records["draining"]
+
+
+def test_new_request_ids_are_distinct_version_4_uuids() -> None:
+    ids = {new_request_id() for _ in range(10_000)}
+
+    assert len(ids) == 10_000
+    for value in list(ids)[:100]:
+        assert re.fullmatch(r"[0-9a-f]{32}", value)
+        parsed = uuid.UUID(hex=value)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)

@@ -198,3 +198,26 @@ def test_steps_reuse_an_idle_worker_and_idle_workers_retire() -> None:
     while any(t.ident == idents[0] for t in threading.enumerate()):
         assert time.monotonic() < deadline, "the idle worker never retired"
         time.sleep(0.05)
+
+
+def test_a_stream_without_events_drops_them_and_ends_with_the_step() -> None:
+    # An HTTP step (stream_events=False): more events than the backpressure limit, none queued,
+    # the step never waits for a reader, and events() ends once the step has finished.
+    emitted: list[int] = []
+
+    async def scenario() -> tuple[list[AgentEvent], StepResult, bool]:
+        stream = StepStream(
+            emitting(50, emitted=emitted),
+            threads=StepThreads(),
+            stream_events=False,
+            max_pending_events=2,
+        )
+        events = [event async for event in stream.events()]
+        return events, await asyncio.wait_for(stream.result(), WAIT), stream.done
+
+    events, outcome, done = asyncio.run(scenario())
+
+    assert events == []
+    assert emitted == list(range(50))
+    assert outcome.output == "done"
+    assert done
