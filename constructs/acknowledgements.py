@@ -8,7 +8,9 @@ new exception to a security rule is always a reviewed change to that file.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,52 @@ def collect_acknowledgements(root: IConstruct) -> set[Acknowledged]:
     return found
 
 
+def collect_from_assembly(outdir: Path, stacks: Collection[str] | None = None) -> set[Acknowledged]:
+    """The same set as :func:`collect_acknowledgements` of an app, read from the cloud assembly
+    it was synthesized to (``outdir``): each stack's metadata file keeps every construct's
+    acknowledgements and logical id by construct path, and the template keeps the checkov skips.
+
+    Reading files is about a thousand times cheaper than walking a large construct tree through
+    jsii, one call per node and per metadata entry (tests/infra/test_acknowledgements.py checks
+    that both give the same set). ``stacks``: only these stack artifacts (their ids).
+    """
+    found: set[Acknowledged] = set()
+    seen: set[str] = set()
+    manifest = json.loads((outdir / "manifest.json").read_text(encoding="utf-8"))
+    for artifact_id, artifact in manifest["artifacts"].items():
+        if artifact["type"] != "aws:cloudformation:stack":
+            continue
+        if stacks is not None and artifact_id not in stacks:
+            continue
+        seen.add(artifact_id)
+        metadata: dict[str, list[dict[str, Any]]] = dict(artifact.get("metadata") or {})
+        if "additionalMetadataFile" in artifact:
+            extra = outdir / artifact["additionalMetadataFile"]
+            metadata.update(json.loads(extra.read_text(encoding="utf-8")))
+        template_file = outdir / artifact["properties"]["templateFile"]
+        resources = json.loads(template_file.read_text(encoding="utf-8")).get("Resources", {})
+        for construct_path, entries in metadata.items():
+            # "/<stack>/<path below the stack>", as _path_below_stack gives it.
+            path = construct_path.lstrip("/").partition("/")[2]
+            for entry in entries:
+                if entry["type"] == _ACKNOWLEDGED_KEY:
+                    for rule, reason in entry["data"].items():
+                        found.add(
+                            Acknowledged("nag", path, rule.removeprefix("Annotation::"), reason)
+                        )
+                elif entry["type"] == "aws:cdk:logicalId":
+                    resource = resources.get(entry["data"], {})
+                    checkov = resource.get("Metadata", {}).get("checkov") or {}
+                    for skip in checkov.get("skip", []):
+                        found.add(
+                            Acknowledged("checkov", path, skip["id"], skip.get("comment") or "")
+                        )
+    missing = sorted(set(stacks or ()) - seen)
+    if missing:
+        raise ValueError(f"collect_from_assembly: no stack artifact {missing} in {outdir}")
+    return found
+
+
 def load_allowlist(path: Path) -> set[Acknowledged]:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     return {
@@ -99,10 +147,13 @@ def load_allowlist(path: Path) -> set[Acknowledged]:
     }
 
 
-def audit(root: IConstruct, allowlist: set[Acknowledged]) -> list[str]:
-    """Problems that make the acknowledgements unacceptable; an empty list means all is well."""
+def audit(root: IConstruct | set[Acknowledged], allowlist: set[Acknowledged]) -> list[str]:
+    """Problems that make the acknowledgements unacceptable; an empty list means all is well.
+
+    ``root``: the app (or any construct) to collect them from, or the set already collected
+    (:func:`collect_from_assembly`)."""
     problems = []
-    found = collect_acknowledgements(root)
+    found = root if isinstance(root, set) else collect_acknowledgements(root)
     for ack in sorted(found):
         try:
             check_reason(ack.rule, ack.reason)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aws_cdk import Acknowledgment, App, CfnResource, Stack, Validations
 
@@ -12,17 +14,34 @@ from constructs.acknowledgements import (
     acknowledge_nag,
     audit,
     check_reason,
+    collect_acknowledgements,
+    collect_from_assembly,
     load_allowlist,
     skip_checkov,
 )
-from tests.infra.conftest import REPO_ROOT, Synthesized
+from tests.infra.conftest import REPO_ROOT, Synthesized, cdk_json_context
 
 ALLOWLIST = REPO_ROOT / "quality" / "acknowledgements.yaml"
 GOOD_REASON = "the queue is encrypted with the stack's own KMS key, not SSE-SQS"
 
 
 def test_app_acknowledgements_match_the_allowlist(synth: Synthesized) -> None:
-    assert audit(synth.app, load_allowlist(ALLOWLIST)) == []
+    assert audit(collect_from_assembly(synth.outdir), load_allowlist(ALLOWLIST)) == []
+
+
+def test_the_assembly_holds_the_same_acknowledgements_as_the_construct_tree(
+    tmp_path: Path,
+) -> None:
+    # One config's app (the whole app's tree walk through jsii is what the reader avoids).
+    from config.loader import load_config
+    from stacks.composition import build_app
+
+    app = App(outdir=str(tmp_path), context={**cdk_json_context(), "aws:cdk:bundling-stacks": []})
+    build_app(app, [load_config("dev")])
+    app.synth()
+    from_tree = collect_acknowledgements(app)
+    assert {a.kind for a in from_tree} == {"nag", "checkov"}
+    assert collect_from_assembly(tmp_path) == from_tree
 
 
 @pytest.mark.parametrize("reason", ["", "   ", "false positive", "n/a", "too short"])
@@ -82,3 +101,9 @@ def test_audit_passes_when_list_and_app_agree() -> None:
     assert resource.get_metadata("checkov") == {
         "skip": [{"id": "CKV_AWS_27", "comment": GOOD_REASON}]
     }
+
+
+def test_asking_the_assembly_for_a_stack_it_lacks_is_an_error(synth: Synthesized) -> None:
+    # A filter that matched nothing would make "no acknowledgement here" pass vacuously.
+    with pytest.raises(ValueError, match=r"no stack artifact \['agent-nope-serverless'\]"):
+        collect_from_assembly(synth.outdir, {"agent-dev-serverless", "agent-nope-serverless"})
