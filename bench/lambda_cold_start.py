@@ -25,13 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-HANDLERS = (
-    "runtime.handlers.serverless_api",
-    "runtime.handlers.webhook_api",
-    "runtime.handlers.task_worker",
-    "runtime.handlers.callback_worker",
-    "runtime.rotation.handler",
-)
+sys.path.insert(0, str(REPO_ROOT))
+from constructs.secure_defaults import LAMBDA_HANDLERS  # noqa: E402
+
+# Every handler module the stacks deploy.
+HANDLERS = tuple(handler.rpartition(".")[0] for handler in LAMBDA_HANDLERS)
 FLOORS = {
     "bare handler (floor)": "def handler(event, context):\n    return event",
     "import boto3": "import boto3",

@@ -28,8 +28,8 @@ from config.model import DeploymentConfig, OpenAIAdminIssuerConfig
 from constructs import Construct
 from constructs.acknowledgements import acknowledge_nag, skip_checkov
 from constructs.agent_function import AgentFunction, AgentFunctionProps
+from constructs.secure_defaults import ROTATION_HANDLER
 
-ROTATION_HANDLER = "runtime.rotation.handler.lambda_handler"
 # One rotation at a time: two concurrent createSecret calls would issue two keys.
 ROTATION_CONCURRENCY = 1
 # The staging secret before anything is staged: a JSON object whose api_key is empty, which the

@@ -31,6 +31,16 @@ SERVERLESS_HANDLER = "runtime.handlers.serverless_api.lambda_handler"
 WEBHOOK_INGRESS_HANDLER = "runtime.handlers.webhook_api.lambda_handler"
 TASK_WORKER_HANDLER = "runtime.handlers.task_worker.lambda_handler"
 CALLBACK_WORKER_HANDLER = "runtime.handlers.callback_worker.lambda_handler"
+# The LLM key's rotation function (constructs/key_rotation.py).
+ROTATION_HANDLER = "runtime.rotation.handler.lambda_handler"
+# Every Lambda handler the stacks deploy (the cold-start benchmark and tests import each).
+LAMBDA_HANDLERS = (
+    SERVERLESS_HANDLER,
+    WEBHOOK_INGRESS_HANDLER,
+    TASK_WORKER_HANDLER,
+    CALLBACK_WORKER_HANDLER,
+    ROTATION_HANDLER,
+)
 # Powertools' public layer account (AWS-owned) and name for the runtime above on ARM64.
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 POWERTOOLS_LAYER_NAME = "AWSLambdaPowertoolsPythonV3-python314-arm64"

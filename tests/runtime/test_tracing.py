@@ -11,16 +11,11 @@ from pathlib import Path
 import pytest
 from aws_lambda_powertools import Tracer
 
+from constructs.secure_defaults import LAMBDA_HANDLERS
 from runtime.handlers.tracing import ENV_VAR, NoTracer, lambda_tracer, xray_sdk_enabled
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-HANDLERS = (
-    "runtime.handlers.serverless_api",
-    "runtime.handlers.webhook_api",
-    "runtime.handlers.task_worker",
-    "runtime.handlers.callback_worker",
-    "runtime.rotation.handler",
-)
+HANDLERS = tuple(handler.rpartition(".")[0] for handler in LAMBDA_HANDLERS)
 
 
 def test_without_the_variable_the_decorators_leave_functions_unchanged() -> None:
