@@ -6,7 +6,7 @@ uvloop and httptools, like the container does:
 * ``bare``: a raw ASGI app answering a fixed JSON body, the floor;
 * ``hello``: FastAPI answering ``{"hello": "world"}`` from a route, what the framework costs;
 * ``agent``: the real service as production runs it (``python -m runtime.service serve``):
-  ``create_app`` served by :class:`~runtime.service.server.DrainingServer` with
+  ``create_app`` served by :func:`~runtime.service.server.production_server` with
   :func:`~runtime.service.server.uvicorn_config`, the production defaults of ``ServiceSettings``
   (bearer token, INFO JSON logs with uvicorn's access line, WebSocket heartbeat), usage metrics
   (one EMF line per model call) and the process set-up of ``serve``; only the model and the store
@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from runtime.llm.types import LLMResponse, Message, ToolSpec, Usage  # noqa: E402
 from runtime.observability.usage import MeteredLLM, usage_metrics  # noqa: E402
 from runtime.service.app import create_app, service_state  # noqa: E402
-from runtime.service.server import DrainingServer, uvicorn_config  # noqa: E402
+from runtime.service.server import production_server, uvicorn_config  # noqa: E402
 from runtime.service.settings import ServiceSettings  # noqa: E402
 from runtime.session_store import (  # noqa: E402
     Session,
@@ -193,7 +193,7 @@ def serve_agent(port: int) -> None:
     app = agent()
     service = service_state(app).settings
     config = uvicorn_config(app, service, host="127.0.0.1", port=port)
-    DrainingServer(config, freeze_heap=True).run()
+    production_server(config).run()
 
 
 def main(argv: Sequence[str]) -> int:

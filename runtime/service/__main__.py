@@ -77,11 +77,11 @@ def serve(environ: Mapping[str, str]) -> int:
         return EXIT_CONFIG_ERROR
 
     from runtime.service.app import create_app
-    from runtime.service.server import DrainingServer, uvicorn_config
+    from runtime.service.server import production_server, uvicorn_config
     from runtime.wiring import build_dependencies
 
     app = create_app(deps=build_dependencies(runtime_settings), settings=service_settings)
-    server = DrainingServer(uvicorn_config(app, service_settings), freeze_heap=True)
+    server = production_server(uvicorn_config(app, service_settings))
     server.run()
 
     # Steps whose clients left still run in their threads (they save when done); give them

@@ -18,7 +18,14 @@ import pytest
 
 from runtime.service.__main__ import EXIT_CONFIG_ERROR, main
 from runtime.service.app import create_app
-from runtime.service.server import DrainingServer, JsonFormatter, lean_log_records, uvicorn_config
+from runtime.service.server import (
+    GIL_SWITCH_INTERVAL_SECONDS,
+    DrainingServer,
+    JsonFormatter,
+    lean_log_records,
+    production_server,
+    uvicorn_config,
+)
 from tests.fakes.memory_store import InMemorySessionStore
 from tests.service.conftest import (
     RUNTIME_ENV,
@@ -180,3 +187,51 @@ def test_a_server_freezes_its_heap_before_it_listens_only_when_asked(
         thread.join(10)
 
     assert listening_at_freeze == ([0] if freeze_heap else [])
+
+
+def _started_and_stopped(server: DrainingServer) -> None:
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.started
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_the_production_server_shortens_the_gil_switch_interval_and_freezes_its_heap(
+    monkeypatch: pytest.MonkeyPatch, store: InMemorySessionStore
+) -> None:
+    settings = service_settings()
+    app = create_app(deps=scripted_dependencies(script(), store), settings=settings)
+    config = uvicorn_config(app, settings, host="127.0.0.1", port=0, configure_logging=False)
+    # Recorded, not applied: the test process keeps its own interval and collectable heap.
+    intervals: list[float] = []
+    frozen: list[bool] = []
+    monkeypatch.setattr(sys, "setswitchinterval", intervals.append)
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    _started_and_stopped(production_server(config))
+    assert intervals == [GIL_SWITCH_INTERVAL_SECONDS] and frozen == [True]
+    assert GIL_SWITCH_INTERVAL_SECONDS < 0.005  # shorter than Python's default
+
+    intervals.clear()
+    _started_and_stopped(
+        DrainingServer(
+            uvicorn_config(app, settings, host="127.0.0.1", port=0, configure_logging=False)
+        )
+    )
+    assert intervals == []
+
+
+@pytest.mark.parametrize("interval", [0, -1, 0.5])
+def test_a_switch_interval_out_of_range_is_refused(
+    store: InMemorySessionStore, interval: float
+) -> None:
+    settings = service_settings()
+    app = create_app(deps=scripted_dependencies(script(), store), settings=settings)
+    config = uvicorn_config(app, settings, host="127.0.0.1", port=0, configure_logging=False)
+    with pytest.raises(ValueError, match="gil_switch_interval must be in"):
+        DrainingServer(config, gil_switch_interval=interval)
