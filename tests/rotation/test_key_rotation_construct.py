@@ -13,7 +13,6 @@ from aws_cdk.assertions import Match, Template
 
 from config import load_config
 from constructs.key_rotation import (
-    ROTATION_HANDLER,
     KeyRotation,
     KeyRotationProps,
     OpenAIAdminIssuerProps,
@@ -21,6 +20,7 @@ from constructs.key_rotation import (
     key_rotation_props,
     rate_expression,
 )
+from constructs.secure_defaults import ROTATION_HANDLER
 from tests.infra.conftest import cdk_json_context
 
 ADMIN = OpenAIAdminIssuerProps(
