@@ -16,7 +16,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aws_cdk import IgnoreStrategy
@@ -32,12 +31,12 @@ from constructs.secure_defaults import (
     WORKER_COMMAND,
 )
 from tests.fakes import docker_shim
+from tests.fakes.checkov import run_checkov
 from tests.infra.conftest import REPO_ROOT, Synthesized
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 REQUIREMENTS = REPO_ROOT / "runtime" / "container-requirements.txt"
-CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
 # Lambda-only code: neither in the image nor imported by what is.
 # Lambda-only code (the API and queue handlers, the key rotation function): not in the image.
 LAMBDA_ONLY = (REPO_ROOT / "runtime" / "handlers", REPO_ROOT / "runtime" / "rotation")
@@ -94,16 +93,7 @@ def exec_form(arguments: str) -> list[str]:
 
 
 def test_checkov_dockerfile_checks_pass() -> None:
-    if not CHECKOV.exists():
-        pytest.fail(f"checkov is not installed at {CHECKOV}; run `make setup`")
-    run = subprocess.run(
-        [str(CHECKOV), "--framework", "dockerfile", "-f", str(DOCKERFILE), "--skip-download",
-         "--output", "json"],
-        capture_output=True, text=True, check=False, timeout=600,
-    )  # fmt: skip
-    assert run.stdout, run.stderr
-    result: Any = json.loads(run.stdout)
-    report = result if isinstance(result, dict) else result[0]
+    [report] = run_checkov("dockerfile", ["-f", str(DOCKERFILE)])
     assert report["summary"]["failed"] == 0, [
         (c["check_id"], c["check_name"]) for c in report["results"]["failed_checks"]
     ]

@@ -15,11 +15,11 @@ import pytest
 
 from constructs import acknowledgements
 from constructs.acknowledgements import collect_from_assembly
+from tests.fakes.checkov import run_checkov
 from tests.infra.conftest import REPO_ROOT, Synthesized, synthesize
 
 pytestmark = pytest.mark.gate
 
-CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
 CFN_LINT = REPO_ROOT / ".venv" / "bin" / "cfn-lint"
 
 
@@ -77,30 +77,6 @@ def test_every_nag_acknowledgement_hides_a_real_finding(
     assert uncovered == set(), "findings that appear only because acknowledgements were removed"
 
 
-def _checkov(*directories: Path) -> list[dict[str, Any]]:
-    """checkov's JSON report of each directory; the runs go in parallel (one process each)."""
-    if not CHECKOV.exists():
-        pytest.fail(f"checkov is not installed at {CHECKOV}; run `make setup`")
-    options = ["--framework", "cloudformation", "--skip-download", "--output", "json"]
-    runs = [
-        subprocess.Popen(
-            [str(CHECKOV), "-d", str(directory), *options],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for directory in directories
-    ]
-    reports = []
-    for run in runs:
-        stdout, stderr = run.communicate(timeout=600)
-        assert stdout, stderr
-        result: Any = json.loads(stdout)
-        # One framework yields a dict; several would yield a list.
-        reports.append(result if isinstance(result, dict) else result[0])
-    return reports
-
-
 def _template_files(outdir: Path) -> list[Path]:
     files = sorted(outdir.glob("*.template.json"))
     assert files, f"no templates in {outdir}"
@@ -114,7 +90,7 @@ def test_checkov_passes_and_every_skip_is_needed(synth: Synthesized, tmp_path: P
         for resource in template["Resources"].values():
             resource.get("Metadata", {}).pop("checkov", None)
         (tmp_path / template_file.name).write_text(json.dumps(template))
-    real, stripped = _checkov(synth.outdir, tmp_path)
+    real, stripped = run_checkov("cloudformation", ["-d", str(synth.outdir)], ["-d", str(tmp_path)])
     assert real["summary"]["failed"] == 0, [
         (c["check_id"], c["resource"]) for c in real["results"]["failed_checks"]
     ]
@@ -153,7 +129,7 @@ def test_checkov_and_cfn_lint_would_catch_a_bad_template(tmp_path: Path) -> None
         }
     }
     (tmp_path / "bad.template.json").write_text(json.dumps(bad))
-    [report] = _checkov(tmp_path)
+    [report] = run_checkov("cloudformation", ["-d", str(tmp_path)])
     assert report["summary"]["failed"] > 0
     lint = subprocess.run(
         [str(CFN_LINT), "--", str(tmp_path / "bad.template.json")],

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import filecmp
-import json
 import os
 import subprocess
 import sys
@@ -26,10 +25,10 @@ from runtime.queue_worker import WorkerSettings
 from runtime.service.settings import ServiceSettings
 from runtime.settings import RuntimeSettings
 from runtime.tasks.settings import TaskSettings
+from tests.fakes.checkov import run_checkov
 from tests.k8s.conftest import COMMITTED_ENVS, REPO_ROOT, Manifest, Synthesized
 from tests.k8s.crd_schemas import crd_schema, validate_against_crd
 
-CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
 WORKLOAD_KINDS = {"Deployment"}
 
 
@@ -192,21 +191,18 @@ def test_the_bad_scaled_object_fixture_fails_crd_validation() -> None:
 # --- checkov --------------------------------------------------------------------------------------
 
 
-def _checkov(directory: Path) -> dict[str, Any]:
-    if not CHECKOV.exists():
-        pytest.fail(f"checkov is not installed at {CHECKOV}; run `make setup`")
-    run = subprocess.run(
-        [str(CHECKOV), "-d", str(directory), "--framework", "kubernetes", "--skip-download",
-         "--output", "json"],
-        capture_output=True, text=True, check=False, timeout=600,
-    )  # fmt: skip
-    assert run.stdout, run.stderr
-    result: Any = json.loads(run.stdout)
-    return result if isinstance(result, dict) else result[0]
-
-
 def test_checkov_passes_and_every_skip_is_needed(k8s_synth: Synthesized, tmp_path: Path) -> None:
-    real = _checkov(k8s_synth.outdir)
+    # The same objects without their skip annotations, checked alongside the real ones.
+    for number, manifest in enumerate(k8s_synth.manifests):
+        doc = copy.deepcopy(manifest.doc)
+        annotations = doc["metadata"].get("annotations", {})
+        for key in [k for k in annotations if k.startswith(ANNOTATION_PREFIX)]:
+            del annotations[key]
+        # One object per file, in a folder per env and manifest folder, as checkov saw them.
+        target = tmp_path / manifest.env / manifest.path.parent / f"{number:04d}.yaml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(yaml.safe_dump(doc))
+    real, stripped = run_checkov("kubernetes", ["-d", str(k8s_synth.outdir)], ["-d", str(tmp_path)])
     assert real["summary"]["parsing_errors"] == 0
     assert real["summary"]["failed"] == 0, [
         (c["check_id"], c["resource"], c["file_path"]) for c in real["results"]["failed_checks"]
@@ -217,16 +213,6 @@ def test_checkov_passes_and_every_skip_is_needed(k8s_synth: Synthesized, tmp_pat
         assert len(check["check_result"].get("suppress_comment", "")) >= 40, check["check_id"]
 
     # Without the skip annotations, exactly the skipped checks fail.
-    for number, manifest in enumerate(k8s_synth.manifests):
-        doc = copy.deepcopy(manifest.doc)
-        annotations = doc["metadata"].get("annotations", {})
-        for key in [k for k in annotations if k.startswith(ANNOTATION_PREFIX)]:
-            del annotations[key]
-        # One object per file, in a folder per env and manifest folder, as checkov saw them.
-        target = tmp_path / manifest.env / manifest.path.parent / f"{number:04d}.yaml"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(yaml.safe_dump(doc))
-    stripped = _checkov(tmp_path)
     failed = {(c["check_id"], c["resource"]) for c in stripped["results"]["failed_checks"]}
     assert failed == skipped
 
