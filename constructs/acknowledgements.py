@@ -147,13 +147,10 @@ def load_allowlist(path: Path) -> set[Acknowledged]:
     }
 
 
-def audit(root: IConstruct | set[Acknowledged], allowlist: set[Acknowledged]) -> list[str]:
-    """Problems that make the acknowledgements unacceptable; an empty list means all is well.
-
-    ``root``: the app (or any construct) to collect them from, or the set already collected
-    (:func:`collect_from_assembly`)."""
+def audit(found: set[Acknowledged], allowlist: set[Acknowledged]) -> list[str]:
+    """Problems that make the acknowledgements ``found`` (:func:`collect_acknowledgements`,
+    :func:`collect_from_assembly`) unacceptable; an empty list means all is well."""
     problems = []
-    found = root if isinstance(root, set) else collect_acknowledgements(root)
     for ack in sorted(found):
         try:
             check_reason(ack.rule, ack.reason)

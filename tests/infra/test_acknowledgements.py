@@ -71,7 +71,7 @@ def test_audit_fails_an_empty_reason_made_through_cdk_directly() -> None:
     app, holder, _ = _tiny_app()
     Validations.of(holder).acknowledge(Acknowledgment(id="AwsSolutions-SQS4", reason=""))
     listed = {Acknowledged("nag", "Holder", "AwsSolutions-SQS4", "")}
-    problems = audit(app, listed)
+    problems = audit(collect_acknowledgements(app), listed)
     assert any("Holder: AwsSolutions-SQS4: the reason must say why" in p for p in problems)
 
 
@@ -80,7 +80,7 @@ def test_audit_fails_unlisted_and_stale_entries() -> None:
     acknowledge_nag(holder, "AwsSolutions-SQS4", GOOD_REASON)
     skip_checkov(resource, "CKV_AWS_27", GOOD_REASON)
     stale = Acknowledged("nag", "Gone", "AwsSolutions-IAM4", GOOD_REASON)
-    problems = audit(app, {stale})
+    problems = audit(collect_acknowledgements(app), {stale})
     assert "nag Holder AwsSolutions-SQS4: not in the allow-list with this exact reason" in problems
     assert (
         "checkov Holder/Resource CKV_AWS_27: not in the allow-list with this exact reason"
@@ -97,7 +97,7 @@ def test_audit_passes_when_list_and_app_agree() -> None:
         Acknowledged("nag", "Holder", "AwsSolutions-SQS4", GOOD_REASON),
         Acknowledged("checkov", "Holder/Resource", "CKV_AWS_27", GOOD_REASON),
     }
-    assert audit(app, listed) == []
+    assert audit(collect_acknowledgements(app), listed) == []
     assert resource.get_metadata("checkov") == {
         "skip": [{"id": "CKV_AWS_27", "comment": GOOD_REASON}]
     }

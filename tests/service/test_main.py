@@ -175,21 +175,12 @@ def test_a_server_freezes_its_heap_before_it_listens_only_when_asked(
     monkeypatch.setattr(
         gc, "freeze", lambda: listening_at_freeze.append(len(getattr(server, "servers", ())))
     )
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert server.started
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
+    _started_and_stopped(server)
     assert listening_at_freeze == ([0] if freeze_heap else [])
 
 
 def _started_and_stopped(server: DrainingServer) -> None:
+    """Run ``server`` in a thread until it has started, then stop it."""
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     try:
