@@ -210,7 +210,8 @@ def _agent_environment(redis: _Redis, model_url: str) -> dict[str, str]:
         "LLM_MODEL_ID": "loadtest-model",
         "LLM_BASE_URL": model_url,
         "LLM_REQUEST_TIMEOUT_SECONDS": "30",
-        "LLM_MAX_ATTEMPTS": "1",
+        # As every config's llm.max_attempts (3): a transport error is retried as in a container.
+        "LLM_MAX_ATTEMPTS": "3",
         "AGENT_MAX_ITERATIONS": "4",
         "MAX_MESSAGE_CHARS": "8000",
         "MAX_BODY_BYTES": "65536",
