@@ -52,13 +52,13 @@ AUTHORIZATION = f"Bearer {TOKEN}"
 
 
 @contextlib.contextmanager
-def server(which: str) -> Iterator[tuple[int, int]]:
-    """(port, pid) of ``service_apps.py which`` running until the block ends."""
+def server(which: str, *options: str) -> Iterator[tuple[int, int]]:
+    """(port, pid) of ``service_apps.py which PORT *options`` running until the block ends."""
     port = free_port()
     # The agent's JSON log lines and EMF metric lines: written for real, to a file nobody reads.
     with tempfile.TemporaryFile() as stdout:
         process = subprocess.Popen(
-            [sys.executable, str(APPS), which, str(port)],
+            [sys.executable, str(APPS), which, str(port), *options],
             cwd=REPO_ROOT,
             stdout=stdout,
             env={**os.environ, "SERVICE_AUTH_TOKEN": TOKEN},

@@ -18,10 +18,15 @@ uvloop and httptools, like the container does:
 
 The agent's log lines and metric lines go to stdout, as in a container; ``bench/service.py``
 points stdout at a file, as a log driver would read it.
+
+``python bench/service_apps.py agent PORT --off PART[,PART...]`` serves the agent with parts of
+its work switched off, for ``bench/service_floor.py`` (what each part costs, never how to run it):
+see :data:`PARTS`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -36,11 +41,14 @@ from fastapi import FastAPI
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+import runtime.service.app as app_module  # noqa: E402
+from runtime.agent import StepResult  # noqa: E402
 from runtime.llm.types import LLMResponse, Message, ToolSpec, Usage  # noqa: E402
 from runtime.observability.usage import MeteredLLM, usage_metrics  # noqa: E402
 from runtime.service.app import create_app, service_state  # noqa: E402
 from runtime.service.server import production_server, uvicorn_config  # noqa: E402
 from runtime.service.settings import ServiceSettings  # noqa: E402
+from runtime.service.streaming import StepThreads  # noqa: E402
 from runtime.session_store import (  # noqa: E402
     Session,
     SessionConflictError,
@@ -54,6 +62,15 @@ from runtime.tools import default_registry  # noqa: E402
 from runtime.wiring import Dependencies  # noqa: E402
 
 Scope = dict[str, Any]
+
+# The parts of the agent's request that ``--off`` can switch off, and what is left without them.
+PARTS = {
+    "thread": "the step runs on the event loop instead of a worker thread (the best an asyncio "
+    "model client and store could do, with this model and store)",
+    "step": "no agent step at all: a fixed result (left: the HTTP layer, auth, body parsing)",
+    "metrics": "no EMF usage line per model call",
+    "logs": "no log lines (uvicorn's access line, 'agent step done')",
+}
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -151,8 +168,9 @@ class SerialisedStore:
         return True
 
 
-def agent() -> FastAPI:
-    """The service as ``python -m runtime.service serve`` builds it, with the stand-ins."""
+def agent(off: frozenset[str] = frozenset()) -> FastAPI:
+    """The service as ``python -m runtime.service serve`` builds it, with the stand-ins, minus
+    the :data:`PARTS` in ``off``."""
     settings = RuntimeSettings.model_validate(
         {
             "SESSION_STORE": "redis",  # not used: the store below replaces it
@@ -175,34 +193,69 @@ def agent() -> FastAPI:
     )
     model, metrics = InstantModel(), usage_metrics(settings)
     assert metrics is not None  # the namespace is set above
-    metered = MeteredLLM(model, metrics)  # what runtime.wiring's factory returns
+    # What runtime.wiring's factory returns.
+    llm = model if "metrics" in off else MeteredLLM(model, metrics)
     deps = Dependencies(
         settings=settings,
         store=SerialisedStore(ttl_seconds=settings.session_ttl_seconds),
-        llm_factory=lambda _budget: metered,
+        llm_factory=lambda _budget: llm,
         tools=default_registry(),
     )
     # Production defaults and SERVICE_AUTH_TOKEN from the environment (bench/service.py sets
     # it), but the session limit: the memory measurement opens 1,000 WebSockets.
     service = ServiceSettings.from_env({**os.environ, "SERVICE_MAX_CONCURRENT_SESSIONS": "2000"})
+    # The what-ifs replace module attributes in this process only (it serves nothing else).
+    if "thread" in off:
+        app_module.StepThreads = _OnTheLoop  # type: ignore[attr-defined]
+    if "step" in off:
+        app_module.run_step = _fixed_step  # type: ignore[attr-defined]
     return create_app(deps=deps, settings=service, ready_check=lambda: None)
 
 
-def serve_agent(port: int) -> None:
+class _OnTheLoop(StepThreads):
+    """Runs each step at once, on the caller's thread (the event loop): ``--off thread``."""
+
+    def submit(self, work: Callable[[], None], *, name: str = "agent-step") -> None:
+        with self._idle:
+            self._running += 1
+        work()
+
+
+def _fixed_step(*, session_id: str, **_: object) -> StepResult:
+    return StepResult(session_id, "ok", 1, 1, "end_turn", Usage(1, 1), ())
+
+
+def serve_agent(port: int, off: frozenset[str] = frozenset()) -> None:
     """The service as ``python -m runtime.service serve`` runs it, on 127.0.0.1:``port``."""
-    app = agent()
+    app = agent(off)
     service = service_state(app).settings
     config = uvicorn_config(app, service, host="127.0.0.1", port=port)
+    if "logs" in off:
+        # After uvicorn_config, which configures the process's logging.
+        logging.disable(logging.CRITICAL)
     production_server(config).run()
 
 
+USAGE = f"usage: service_apps.py {{bare,hello,agent}} PORT [--off {','.join(PARTS)}] (agent only)"
+
+
 def main(argv: Sequence[str]) -> int:
+    off: frozenset[str] = frozenset()
+    if len(argv) == 4 and argv[0] == "agent" and argv[2] == "--off":
+        off = frozenset(argv[3].split(","))
+        argv = argv[:2]
     if len(argv) != 2 or argv[0] not in ("bare", "hello", "agent") or not argv[1].isdigit():
-        print("usage: service_apps.py {bare,hello,agent} PORT", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
+        return 2
+    unknown = sorted(off - PARTS.keys())
+    if unknown:
+        print(
+            f"--off: no part {', '.join(unknown)}; the parts: {', '.join(PARTS)}", file=sys.stderr
+        )
         return 2
     which, port = argv[0], int(argv[1])
     if which == "agent":
-        serve_agent(port)
+        serve_agent(port, off)
         return 0
     app: Any = bare if which == "bare" else hello()
     uvicorn.run(
