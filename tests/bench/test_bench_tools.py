@@ -43,7 +43,7 @@ def _run(script: str, *arguments: str) -> subprocess.CompletedProcess[str]:
 def test_service_benchmark_runs_every_server_without_errors(tmp_path: Path) -> None:
     out = tmp_path / "service.json"
     result = _run(
-        "service.py", "--runs", "1", "--seconds", "1", "--connections", "4",
+        "service.py", "--runs", "1", "--seconds", "0.5", "--connections", "4",
         "--ws-connections", "2", "--idle", "20", "--json-out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -60,7 +60,7 @@ def test_service_benchmark_runs_every_server_without_errors(tmp_path: Path) -> N
 def test_service_floor_benchmark_runs_every_row_without_errors(tmp_path: Path) -> None:
     out = tmp_path / "floor.json"
     result = _run(
-        "service_floor.py", "--runs", "1", "--seconds", "1", "--connections", "4",
+        "service_floor.py", "--runs", "1", "--seconds", "0.5", "--connections", "4",
         "--json-out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
