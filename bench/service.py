@@ -202,23 +202,36 @@ def _at_least(minimum: float, kind: Callable[[str], float]) -> Callable[[str], f
     return parse
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def load_parser(description: str | None) -> argparse.ArgumentParser:
+    """The options every HTTP load of these benchmarks takes (``parse_load_args`` checks them)."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=_at_least(1, int), default=3, help="default 3")
     parser.add_argument(
         "--seconds", type=_at_least(0.5, float), default=4.0, help="per load, default 4"
     )
     parser.add_argument("--connections", type=_at_least(1, int), default=16, help="default 16")
+    parser.add_argument("--json-out", type=Path, help="also write the figures here as JSON")
+    return parser
+
+
+def parse_load_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if args.json_out is not None and not args.json_out.parent.is_dir():
+        parser.error(f"--json-out: the folder {args.json_out.parent} does not exist")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = load_parser(__doc__)
     parser.add_argument("--ws-connections", type=_at_least(1, int), default=16, help="default 16")
     parser.add_argument(
         "--idle", type=_at_least(1, int), default=1000, help="idle WebSockets, default 1000"
     )
-    parser.add_argument("--json-out", type=Path, help="also write the figures here as JSON")
-    args = parser.parse_args(argv)
-    if args.json_out is not None and not args.json_out.parent.is_dir():
-        parser.error(f"--json-out: the folder {args.json_out.parent} does not exist")
+    args = parse_load_args(parser, argv)
 
     http: dict[str, list[HttpResult]] = {which: [] for which in SERVERS}
     frames: list[float] = []

@@ -21,7 +21,6 @@ fails. Run: ``.venv/bin/python bench/service_floor.py``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -34,7 +33,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.service import HttpResult, _at_least, http_load, server  # noqa: E402
+from bench.service import HttpResult, http_load, load_parser, parse_load_args, server  # noqa: E402
 
 # (label, service_apps.py arguments after the port); each agent row switches off one more part.
 ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -48,18 +47,7 @@ ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=_at_least(1, int), default=3, help="default 3")
-    parser.add_argument(
-        "--seconds", type=_at_least(0.5, float), default=4.0, help="per load, default 4"
-    )
-    parser.add_argument("--connections", type=_at_least(1, int), default=16, help="default 16")
-    parser.add_argument("--json-out", type=Path, help="also write the figures here as JSON")
-    args = parser.parse_args(argv)
-    if args.json_out is not None and not args.json_out.parent.is_dir():
-        parser.error(f"--json-out: the folder {args.json_out.parent} does not exist")
+    args = parse_load_args(load_parser(__doc__), argv)
 
     results: dict[str, list[HttpResult]] = {label: [] for label, _ in ROWS}
     for _ in range(args.runs):

@@ -18,11 +18,8 @@ import http.client
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +27,9 @@ import pytest
 
 from loadtest.cli import EXIT_ERRORS
 from loadtest.local import LocalOptions, ServiceTarget, agent_service, webhook_stack
+from tests.fakes.http_server import LoopbackServer, QuietHandler, serving
+from tests.loadtest.cli_runs import run_side_by_side
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-RUN_TIMEOUT_SECONDS = 150
 pytestmark = [pytest.mark.xdist_group("loadtest-remote"), pytest.mark.timeout(300)]
 
 API_KEY = "loadtest-remote-api-key-0123456789"
@@ -44,10 +41,8 @@ REGION = "us-east-1"
 Check = Callable[[str, str, dict[str, str], bytes], str | None]
 
 
-class _Gateway(ThreadingHTTPServer):
+class _Gateway(LoopbackServer):
     """Forwards to ``upstream`` what ``check`` accepts (``None``), answers 403 to the rest."""
-
-    daemon_threads = True
 
     def __init__(self, upstream: str, check: Check) -> None:
         self.upstream = upstream.removeprefix("http://")
@@ -55,19 +50,11 @@ class _Gateway(ThreadingHTTPServer):
         self.accepted = 0
         self.refused: list[str] = []
         self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _GatewayHandler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        super().__init__(_GatewayHandler)
 
 
-class _GatewayHandler(BaseHTTPRequestHandler):
+class _GatewayHandler(QuietHandler):
     server: _Gateway
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         self._forward("GET")
@@ -191,12 +178,6 @@ def test_the_sigv4_check_refuses_a_tampered_request() -> None:
     assert check_sigv4("POST", "/webhook", {**headers, "authorization": wrong_region}, body)
 
 
-def _serve(gateway: _Gateway) -> None:
-    threading.Thread(
-        target=gateway.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    ).start()
-
-
 def _runs(
     base: Path, service: ServiceTarget, key_gateway: _Gateway, iam_gateway: _Gateway
 ) -> dict[str, dict[str, Any]]:
@@ -237,35 +218,15 @@ def _runs(
             {},
         ),
     }  # fmt: skip
-    started = {}
-    for name, (argv, extra_env) in commands.items():
-        json_out = base / f"{name}.json"
-        full = [*argv, "--json-out", str(json_out), "--out-dir", str(base / name)]
-        env = {
-            name: value
-            for name, value in os.environ.items()
-            if not name.startswith(("AWS_", "LOADTEST_"))
-        }
-        started[name] = (
-            json_out,
-            subprocess.Popen(
-                [sys.executable, "-m", "loadtest", *full],
-                cwd=REPO_ROOT,
-                env={**env, **extra_env},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            ),
-        )
-    runs = {}
-    for name, (json_out, process) in started.items():
-        stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
-        runs[name] = {
-            "returncode": process.returncode,
-            "output": stdout + stderr,
-            "document": json.loads(json_out.read_text()) if json_out.exists() else None,
-        }
-    return runs
+    # Nothing of the caller's AWS or loadtest settings: each run gets only what it is given.
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AWS_", "LOADTEST_"))
+    }
+    return run_side_by_side(
+        base, {name: (argv, {**env, **extra}) for name, (argv, extra) in commands.items()}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -277,19 +238,13 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     ):
         key_gateway = _Gateway(stack.url, check_api_key)
         iam_gateway = _Gateway(stack.url, check_sigv4)
-        for gateway in (key_gateway, iam_gateway):
-            _serve(gateway)
-        try:
+        with serving(key_gateway, iam_gateway):
             yield {
                 "runs": _runs(base, service, key_gateway, iam_gateway),
                 "service_url": service.url,
                 "key_gateway": key_gateway,
                 "iam_gateway": iam_gateway,
             }
-        finally:
-            for gateway in (key_gateway, iam_gateway):
-                gateway.shutdown()
-                gateway.server_close()
 
 
 def _scenario(remote: dict[str, Any], name: str, *, returncode: int = 0) -> dict[str, Any]:

@@ -11,47 +11,32 @@ so they run on one worker.
 from __future__ import annotations
 
 import contextlib
-import json
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from loadtest.cli import EXIT_ERRORS
+from tests.fakes.http_server import LoopbackServer, QuietHandler, serving
+from tests.loadtest.cli_runs import run_side_by_side
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-RUN_TIMEOUT_SECONDS = 120
 pytestmark = pytest.mark.xdist_group("loadtest-runs")
 HTTP_STEP = "POST /sessions/{id}/messages"
 
 
-class _Recorder(ThreadingHTTPServer):
+class _Recorder(LoopbackServer):
     """A server that answers every POST the same way and remembers the paths."""
-
-    daemon_threads = True
 
     def __init__(self, status: int, headers: dict[str, str]) -> None:
         self.status = status
         self.headers = headers
         self.paths: list[str] = []
-        super().__init__(("127.0.0.1", 0), _RecordingHandler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        super().__init__(_RecordingHandler)
 
 
-class _RecordingHandler(BaseHTTPRequestHandler):
+class _RecordingHandler(QuietHandler):
     server: _Recorder
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -68,17 +53,8 @@ def redirecting_deployment() -> Iterator[tuple[_Recorder, _Recorder]]:
     """A "deployed service" redirecting every request to another server on this machine."""
     elsewhere = _Recorder(200, {})
     redirecting = _Recorder(307, {"Location": f"{elsewhere.url}/sessions/x/messages"})
-    servers = (redirecting, elsewhere)
-    for server in servers:
-        threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-    try:
+    with serving(redirecting, elsewhere):
         yield redirecting, elsewhere
-    finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
 
 
 def run_all(base: Path) -> dict[str, Any]:
@@ -98,28 +74,7 @@ def run_all(base: Path) -> dict[str, Any]:
                 "--users", "2", "--run-time", "30s", "--max-requests", "10",
             ],
         }  # fmt: skip
-        processes = {}
-        for name, argv in commands.items():
-            json_out = base / f"{name}.json"
-            full = [*argv, "--json-out", str(json_out), "--out-dir", str(base / name)]
-            processes[name] = (
-                json_out,
-                subprocess.Popen(
-                    [sys.executable, "-m", "loadtest", *full],
-                    cwd=REPO_ROOT,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                ),
-            )
-        runs = {}
-        for name, (json_out, process) in processes.items():
-            stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
-            runs[name] = {
-                "returncode": process.returncode,
-                "output": stdout + stderr,
-                "document": json.loads(json_out.read_text()) if json_out.exists() else None,
-            }
+        runs = run_side_by_side(base, {name: (argv, None) for name, argv in commands.items()})
         return {
             "runs": runs,
             "redirecting": {"url": redirecting.url, "paths": redirecting.paths},
