@@ -85,9 +85,19 @@ def _base_environment() -> dict[str, str]:
     """The children's environment: the bare minimum from ours, nothing AWS or app-specific.
 
     A developer's own ``AWS_PROFILE`` or ``LLM_*`` variables must not leak into a local target
-    and send its traffic anywhere real.
+    and send its traffic anywhere real. The trust store does pass (``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR``, which httpx reads): an https callback is verified as a deployment would.
     """
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+    keep = (
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "TMPDIR",
+        "SYSTEMROOT",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    )
     env = {name: os.environ[name] for name in keep if name in os.environ}
     env["PYTHONPATH"] = str(REPO_ROOT)
     env["PYTHONUNBUFFERED"] = "1"

@@ -5,19 +5,25 @@ one: the container service (bearer token) for ``http`` and ``ws``; for ``webhook
 behind a gateway that, like API Gateway, refuses what is not authenticated: one gateway checks
 ``x-api-key``, the other verifies each request's SigV4 signature (service ``execute-api``,
 independently of botocore, which signs). Without ``--callback-url`` the runs poll
-``GET /tasks/{id}`` until each task is done.
+``GET /tasks/{id}`` until each task is done; with it, the stack's callback worker delivers to an
+https "tunnel" (its certificate from a CA made here, trusted through ``SSL_CERT_FILE``) that
+forwards to the run's receiver on ``--callback-port``, which verifies every signature.
 
 Under pytest-xdist the module is one ``xdist_group``: its tests share the targets and the runs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import hashlib
 import hmac
 import http.client
+import ipaddress
 import json
 import os
 import re
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +32,7 @@ from typing import Any
 import pytest
 
 from loadtest.cli import EXIT_ERRORS
-from loadtest.local import LocalOptions, ServiceTarget, agent_service, webhook_stack
+from loadtest.local import LocalOptions, ServiceTarget, agent_service, free_port, webhook_stack
 from tests.fakes.http_server import LoopbackServer, QuietHandler, serving
 from tests.loadtest.cli_runs import run_side_by_side
 
@@ -91,6 +97,98 @@ class _GatewayHandler(QuietHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+
+class _Tunnel(LoopbackServer):
+    """An https endpoint forwarding every POST to ``127.0.0.1:port`` over http, as an SSH or
+    ngrok tunnel forwards a public URL to the machine running the load."""
+
+    def __init__(self, port: int, certificate: Path, key: Path) -> None:
+        self.port = port
+        self.forwarded = 0
+        self.lock = threading.Lock()
+        super().__init__(_TunnelHandler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(certificate, key)
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.server_address[1]}"
+
+
+class _TunnelHandler(QuietHandler):
+    server: _Tunnel
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        upstream = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+        try:
+            upstream.request("POST", self.path, body=body, headers=headers)
+            response = upstream.getresponse()
+            payload = response.read()
+        finally:
+            upstream.close()
+        with self.server.lock:
+            self.server.forwarded += 1
+        self.send_response(response.status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """(CA certificate, server certificate for 127.0.0.1, its key), written to ``folder``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def build(
+        subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, signer: Any, ca: bool
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+        else:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            ).add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = build("loadtest test CA", ca_key, "loadtest test CA", ca_key, True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = build("127.0.0.1", server_key, "loadtest test CA", ca_key, False)
+    paths = (folder / "ca.pem", folder / "server.pem", folder / "server.key")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
 
 
 def check_api_key(_method: str, _path: str, headers: dict[str, str], _body: bytes) -> str | None:
@@ -179,9 +277,14 @@ def test_the_sigv4_check_refuses_a_tampered_request() -> None:
 
 
 def _runs(
-    base: Path, service: ServiceTarget, key_gateway: _Gateway, iam_gateway: _Gateway
+    base: Path,
+    service: ServiceTarget,
+    gateways: dict[str, _Gateway],
+    tunnel: _Tunnel,
+    callback_secret: str,
 ) -> dict[str, dict[str, Any]]:
     """Every run of this module, side by side."""
+    key_gateway, iam_gateway = gateways["key_gateway"], gateways["iam_gateway"]
     token = {"LOADTEST_TOKEN": service.token}
     iam_env = {
         "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
@@ -209,6 +312,14 @@ def _runs(
             ],
             iam_env,
         ),
+        "webhook-callback": (
+            [
+                "webhook", "--host", gateways["callback_gateway"].url, "--webhook-auth", "api-key",
+                "--callback-url", f"{tunnel.url}/callback", "--callback-port", str(tunnel.port),
+                "--users", "2", "--run-time", "3s",
+            ],
+            {"LOADTEST_API_KEY": API_KEY, "LOADTEST_CALLBACK_SECRET": callback_secret},
+        ),
         "webhook-wrong-key": (
             [
                 "webhook", "--host", key_gateway.url, "--webhook-auth", "api-key",
@@ -232,19 +343,29 @@ def _runs(
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     base = tmp_path_factory.mktemp("loadtest-remote")
-    with (
-        agent_service(LocalOptions(out_dir=base / "service")) as service,
-        webhook_stack(LocalOptions(out_dir=base / "webhook", workers=1)) as stack,
-    ):
-        key_gateway = _Gateway(stack.url, check_api_key)
-        iam_gateway = _Gateway(stack.url, check_sigv4)
-        with serving(key_gateway, iam_gateway):
-            yield {
-                "runs": _runs(base, service, key_gateway, iam_gateway),
-                "service_url": service.url,
-                "key_gateway": key_gateway,
-                "iam_gateway": iam_gateway,
-            }
+    ca, certificate, key = _certificates(base)
+    with contextlib.ExitStack() as stack:
+        service = stack.enter_context(agent_service(LocalOptions(out_dir=base / "service")))
+        # The stack's processes get the CA as their trust store (loadtest.local passes it on);
+        # this process's environment is set back at once.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SSL_CERT_FILE", str(ca))
+            webhook = stack.enter_context(
+                webhook_stack(LocalOptions(out_dir=base / "webhook", workers=1))
+            )
+        gateways = {
+            "key_gateway": _Gateway(webhook.url, check_api_key),
+            "iam_gateway": _Gateway(webhook.url, check_sigv4),
+            "callback_gateway": _Gateway(webhook.url, check_api_key),
+        }
+        tunnel = _Tunnel(free_port(), certificate, key)
+        stack.enter_context(serving(*gateways.values(), tunnel))
+        yield {
+            "runs": _runs(base, service, gateways, tunnel, webhook.callback_secret),
+            "service_url": service.url,
+            "tunnel": tunnel,
+            **gateways,
+        }
 
 
 def _scenario(remote: dict[str, Any], name: str, *, returncode: int = 0) -> dict[str, Any]:
@@ -301,3 +422,20 @@ def test_a_wrong_api_key_is_refused_by_the_gateway_and_counted(remote: dict[str,
     [failure] = scenario["failures"]
     assert failure["error"] == "HTTP 403 Forbidden: no valid x-api-key"
     assert remote["key_gateway"].refused.count("Forbidden: no valid x-api-key") == 5
+
+
+def test_a_deployed_webhook_api_calls_back_through_the_tunnel_and_every_signature_verifies(
+    remote: dict[str, Any],
+) -> None:
+    scenario = _scenario(remote, "webhook-callback")
+    assert scenario["errors"] == 0, scenario["failures"]
+    rows = _rows(scenario)
+    accepted = rows["POST /webhook"]["requests"]
+    assert accepted > 0
+    assert rows["202 -> callback"]["requests"] == accepted
+    assert "GET /tasks/{id}" not in rows  # callbacks, no polling
+    webhook = scenario["webhook"]
+    assert webhook["accepted"] == webhook["callbacks_verified"] == accepted
+    assert webhook["callbacks_missing"] == webhook["callbacks_rejected"] == 0
+    # Every callback came over https through the tunnel (the worker verified its certificate).
+    assert remote["tunnel"].forwarded == accepted
