@@ -42,7 +42,7 @@ import websocket
 from gevent.event import Event
 from gevent.pywsgi import WSGIServer
 from locust import User, constant, events, task
-from locust.contrib.fasthttp import FastHttpUser, FastResponse
+from locust.contrib.fasthttp import FastHttpUser, FastResponse, ResponseContextManager
 from locust.env import Environment
 from locust.exception import StopUser
 
@@ -204,6 +204,21 @@ class _Target(FastHttpUser):
     insecure = False
     max_redirects = 0
 
+    def _send(
+        self, method: str, url: str, *, name: str, headers: dict[str, str], data: str | None = None
+    ) -> ResponseContextManager:
+        """One request to the target, judged by the caller (``success()`` / ``failure()``) and
+        never redirected: a redirect could lead off the target the guard allows."""
+        return self.client.request(
+            method,
+            url,
+            name=name,
+            data=data,
+            headers=headers,
+            catch_response=True,
+            allow_redirects=False,
+        )
+
 
 # --- http ---------------------------------------------------------------------------------------
 
@@ -219,14 +234,12 @@ class HttpStepUser(_Target):
         RUN.take(self.environment)
         session_id, _ = self._sessions.next_step()
         headers = {"Content-Type": "application/json", **_bearer_headers()}
-        with self.client.request(
+        with self._send(
             "POST",
             GUARD.url(f"/sessions/{session_id}/messages"),
             name="POST /sessions/{id}/messages",
             data=STEP_BODY,
             headers=headers,
-            catch_response=True,
-            allow_redirects=False,
         ) as response:
             if response.status_code == 200:
                 response.success()
@@ -470,15 +483,7 @@ class WebhookTaskUser(_Target):
         headers = {"Content-Type": "application/json", **_inbound_signature_headers(body)}
         if webhook.inbound_signature == "none":
             headers.update(_api_auth_headers("POST", url, body, headers))
-        with self.client.request(
-            "POST",
-            url,
-            name="POST /webhook",
-            data=body,
-            headers=headers,
-            catch_response=True,
-            allow_redirects=False,
-        ) as response:
+        with self._send("POST", url, name="POST /webhook", data=body, headers=headers) as response:
             task_id = self._task_id(response)
             if task_id is None:
                 response.failure(
@@ -537,14 +542,7 @@ class WebhookTaskUser(_Target):
             RUN.take(self.environment)  # stops the user (and the run) once the budget is spent
             url = GUARD.url(f"/tasks/{task_id}")
             headers = _api_auth_headers("GET", url, "", {})
-            with self.client.request(
-                "GET",
-                url,
-                name="GET /tasks/{id}",
-                headers=headers,
-                catch_response=True,
-                allow_redirects=False,
-            ) as response:
+            with self._send("GET", url, name="GET /tasks/{id}", headers=headers) as response:
                 if response.status_code != 200:
                     response.failure(_failure_reason(response))
                     continue

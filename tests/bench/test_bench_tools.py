@@ -152,12 +152,8 @@ def test_an_unknown_part_is_refused_by_name() -> None:
 def _lambda_figures() -> Line:
     return {
         "bar_seconds": 0.4,
-        "median_seconds": {
-            "import runtime.a": 0.30,
-            "import runtime.b": 0.44,
-            "import runtime.a + first boto3 client": 0.72,
-            "import runtime.b + first boto3 client": 0.60,
-        },
+        "handler_import_seconds": {"runtime.a": 0.30, "runtime.b": 0.44},
+        "handler_first_client_seconds": {"runtime.a": 0.72, "runtime.b": 0.60},
         "zipped_bytes": {"0123456789abcdef": 770_000},
     }
 

@@ -6,12 +6,8 @@ import socket
 import subprocess
 import time
 
-
-def free_port() -> int:
-    """A port nothing listens on now (the OS picks it; a race with another process is unlikely)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# One implementation, the load scenarios' (which cannot import the tests).
+from loadtest.local import free_port as free_port
 
 
 def wait_until_listening(
